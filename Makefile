@@ -1,0 +1,72 @@
+# Valeria JupyterHub: every target installs what it is missing first, idempotently.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-stamp
+NODE_DIR := hub_config/valeria_platform/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
+STATE ?= .state
+# Debian packages the tests and the demo need: binary -> package.
+SYSTEM_DEPS := radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph-authtool:ceph-common chromium:chromium \
+	/usr/lib/postgresql/15/bin/postgres:postgresql-15 node:nodejs npm:npm
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps python-deps node-deps test test-fast lint demo bench clean
+
+help:
+	@echo "make demo   - install what is missing, then run the whole platform on 127.0.0.1"
+	@echo "make test   - install what is missing, then run every test (what CI runs)"
+	@echo "make bench  - run the benchmarks under bench/ and print the table"
+	@echo "make lint   - ruff, yamllint, hadolint"
+	@echo "make clean  - stop nothing, remove the demo state ($(STATE)) and build leftovers"
+
+setup: system-deps python-deps node-deps
+
+system-deps:
+	@missing=""; for pair in $(SYSTEM_DEPS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || [ -x $$bin ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -U pip
+	$(PIP) install -q -e '.[hub,test]'
+	@# an editable install skips data_files: enable the extension the way a wheel install does
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp server_ext/jupyter-config/jupyter_server_config.d/valeria_datalake.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	@touch $@
+
+python-deps: $(STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(wildcard $(NODE_DIR)/package-lock.json)
+	cd $(NODE_DIR) && (test -f package-lock.json && npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error)
+	@touch $@
+
+node-deps: $(NODE_STAMP)
+
+test: setup
+	@mkdir -p test-artifacts
+	PATH="$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$$PATH" $(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# Everything but the browser tests, for a quick local loop.
+test-fast: setup
+	PATH="$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$$PATH" $(PY) -m pytest -ra -m "not browser" $(PYTEST_ARGS)
+
+lint: python-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/yamllint -s openshift/
+	@for f in $$(find images -name Dockerfile); do echo "hadolint $$f"; $(VENV)/bin/hadolint $$f || exit 1; done
+
+demo: setup
+	PATH="$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$$PATH" $(PY) -m valeria_platform.demo --state $(STATE)
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(STATE) test-artifacts build dist *.egg-info bench/work

@@ -1,0 +1,1 @@
+"""Hub side of Valeria JupyterHub: Keycloak login, Vault-driven identity, spawn plans."""
