@@ -1,0 +1,263 @@
+"""KeycloakAuthenticator: oauthenticator's GenericOAuthenticator plus what Keycloak needs.
+
+- OIDC discovery from `<realm>/.well-known/openid-configuration` (oauthenticator has none), async,
+  TLS verified (optional CA bundle), retried on the next request if Keycloak was down.
+- Proactive refresh: oauthenticator's own `refresh_user` only refreshes after userinfo answers
+  4xx; this one refreshes with the refresh-token grant whenever the access token is within
+  `refresh_margin` seconds of expiry (and before every spawn: `refresh_pre_spawn`). A refused
+  refresh (revoked or expired refresh token) returns False: the user must log in again.
+- Logout ends the Keycloak session: end-session endpoint with `id_token_hint`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from urllib.parse import urlencode
+
+from oauthenticator.generic import GenericOAuthenticator
+from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
+from tornado import web
+from tornado.httpclient import HTTPClientError
+from traitlets import Bool, Integer, Unicode, default
+
+from .errors import SpawnRefused
+
+_KEYCLOAK_DOWN = "The login service (Keycloak) is not reachable right now. Please try again in a few minutes."
+
+
+def _jwt_exp(token: str | None) -> float | None:
+    """The `exp` claim of a JWT, unverified (only used to schedule a refresh, never to trust)."""
+    try:
+        payload = token.split(".")[1]  # type: ignore[union-attr]
+        payload += "=" * (-len(payload) % 4)
+        return float(json.loads(base64.urlsafe_b64decode(payload))["exp"])
+    except Exception:
+        return None
+
+
+class KeycloakLoginHandler(OAuthLoginHandler):
+    """Discover the realm's endpoints before redirecting to the authorization endpoint."""
+
+    async def get(self):
+        await self.authenticator.discover()
+        return super().get()
+
+
+class KeycloakLogoutHandler(OAuthLogoutHandler):
+    """Log out of the hub, forget the tokens, and end the Keycloak session too."""
+
+    _end_session_url: str | None = None
+
+    async def handle_logout(self):
+        await super().handle_logout()
+        user = self.current_user
+        if user is None:
+            return
+        auth_state = await user.get_auth_state()
+        self._end_session_url = await self.authenticator.end_session_url(auth_state)
+        if auth_state:
+            # the tokens die with the Keycloak session; keeping them would only invite misuse
+            await user.save_auth_state(None)
+
+    async def render_logout_page(self):
+        if self._end_session_url:
+            self.redirect(self._end_session_url)
+            return
+        return await super().render_logout_page()
+
+
+class KeycloakAuthenticator(GenericOAuthenticator):
+    """Keycloak (or any OIDC provider with discovery) with proactive token refresh."""
+
+    login_handler = KeycloakLoginHandler
+    logout_handler = KeycloakLogoutHandler
+
+    realm_url = Unicode(
+        config=True,
+        help="Keycloak realm URL, e.g. https://sso.example.org/realms/valeria. "
+        "Endpoints are read from <realm_url>/.well-known/openid-configuration.",
+    )
+    ca_bundle = Unicode(
+        "",
+        config=True,
+        help="PEM bundle that signs Keycloak's TLS certificate (empty: the system CAs). "
+        "Certificate verification is always on.",
+    )
+    refresh_margin = Integer(
+        60,
+        config=True,
+        help="Refresh the access token when it expires within this many seconds.",
+    )
+    end_session = Bool(True, config=True, help="Also end the Keycloak session when a user logs out.")
+    end_session_endpoint = Unicode("", help="Discovered end-session endpoint (not config).")
+    post_logout_redirect_url = Unicode(
+        "",
+        config=True,
+        help="Where Keycloak sends the browser after ending the session (registered with the client). "
+        "Empty: no redirect parameter.",
+    )
+
+    _discovered = False
+
+    @default("login_service")
+    def _login_service_default(self):
+        return "Keycloak"
+
+    @default("username_claim")
+    def _username_claim_default(self):
+        return "preferred_username"
+
+    @default("auth_state_groups_key")
+    def _auth_state_groups_key_default(self):
+        return "oauth_user.groups"
+
+    @default("http_request_kwargs")
+    def _http_request_kwargs_default(self):
+        kwargs = {"connect_timeout": 5.0, "request_timeout": 10.0}
+        if self.ca_bundle:
+            kwargs["ca_certs"] = self.ca_bundle
+        return kwargs
+
+    @default("validate_server_cert")
+    def _validate_server_cert_default(self):
+        return True
+
+    async def discover(self) -> None:
+        """Fill authorize/token/userinfo/end-session URLs from the realm's discovery document."""
+        if self._discovered:
+            return
+        url = self.realm_url.rstrip("/") + "/.well-known/openid-configuration"
+        try:
+            doc = await self.httpfetch(url, label="discovering the OIDC realm", validate_cert=True)
+        except (HTTPClientError, OSError) as e:
+            self.log.error("OIDC discovery at %s failed: %s", url, type(e).__name__)
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+        required = ("issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint")
+        if not isinstance(doc, dict) or any(not doc.get(k) for k in required):
+            self.log.error("OIDC discovery document at %s lacks %s", url, ", ".join(required))
+            raise web.HTTPError(503, _KEYCLOAK_DOWN)
+        if doc["issuer"].rstrip("/") != self.realm_url.rstrip("/"):
+            self.log.error(
+                "OIDC issuer %s does not match the configured realm %s", doc["issuer"], self.realm_url
+            )
+            raise web.HTTPError(503, _KEYCLOAK_DOWN)
+        self.authorize_url = doc["authorization_endpoint"]
+        self.token_url = doc["token_endpoint"]
+        self.userdata_url = doc["userinfo_endpoint"]
+        self.end_session_endpoint = doc.get("end_session_endpoint") or ""
+        self._discovered = True
+        self.log.info("OIDC realm %s discovered", self.realm_url)
+
+    async def authenticate(self, handler, data=None, **kwargs):
+        await self.discover()
+        try:
+            return await super().authenticate(handler, data, **kwargs)
+        except (HTTPClientError, OSError) as e:
+            if isinstance(e, HTTPClientError) and e.code != 599 and e.code < 500:
+                raise web.HTTPError(403, "The login was refused by Keycloak; please try again.") from None
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+
+    def build_auth_state_dict(self, token_info, user_info):
+        auth_state = super().build_auth_state_dict(token_info, user_info)
+        now = time.time()
+        expires_in = token_info.get("expires_in")
+        if isinstance(expires_in, int | float) and expires_in > 0:
+            auth_state["expires_at"] = now + float(expires_in)
+        else:
+            auth_state["expires_at"] = _jwt_exp(token_info.get("access_token"))
+        return auth_state
+
+    async def get_user_groups(self, auth_state: dict) -> set:
+        # Keycloak's group mapper may send full paths ("/researchers"); compare names without the slash
+        groups = await super().get_user_groups(auth_state)
+        return {g.lstrip("/") for g in groups if isinstance(g, str)}
+
+    def token_is_fresh(self, auth_state: dict | None) -> bool:
+        """True if the stored access token is valid for more than refresh_margin seconds."""
+        if not auth_state or not auth_state.get("access_token"):
+            return False
+        expires_at = auth_state.get("expires_at") or _jwt_exp(auth_state.get("access_token"))
+        return bool(expires_at) and time.time() < float(expires_at) - self.refresh_margin
+
+    async def refresh_user(self, user, handler=None, **kwargs):
+        """True while the token is fresh; a new auth model after a refresh grant; False → log in again."""
+        if not self.enable_auth_state:
+            return True
+        auth_state = await user.get_auth_state()
+        if not auth_state:
+            return False
+        if self.token_is_fresh(auth_state):
+            return True
+        refresh_token = auth_state.get("refresh_token")
+        if not refresh_token:
+            self.log.info(
+                "Access token of %s expired and there is no refresh token: new login needed", user.name
+            )
+            return False
+        await self.discover()
+        params = self.build_refresh_token_request_params(refresh_token)
+        try:
+            token_info = await self.get_token_info(handler, params)
+        except web.HTTPError as e:
+            # oauthenticator turns an error_description in a 200 answer into 403
+            self.log.info("Refresh of %s refused (%s): new login needed", user.name, e.status_code)
+            return False
+        except HTTPClientError as e:
+            if e.code != 599 and 400 <= e.code < 500:
+                self.log.info("Refresh token of %s refused (%s): new login needed", user.name, e.code)
+                return False
+            self.log.error("Token refresh for %s failed: Keycloak answered %s", user.name, e.code)
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+        except OSError as e:
+            self.log.error("Token refresh for %s failed: %s", user.name, type(e).__name__)
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+        if not token_info.get("refresh_token"):
+            token_info["refresh_token"] = refresh_token
+        try:
+            auth_model = await self._token_to_auth_model(token_info)
+        except HTTPClientError as e:
+            self.log.info(
+                "Userinfo with a fresh token for %s failed (%s): new login needed", user.name, e.code
+            )
+            return False
+        if not await self.check_allowed(auth_model["name"], auth_model) or auth_model["name"] != user.name:
+            self.log.warning("%s is no longer allowed after a token refresh: new login needed", user.name)
+            return False
+        self.log.info("Refreshed the access token of %s", user.name)
+        return auth_model
+
+    async def fresh_auth_state(self, user) -> dict:
+        """The user's auth state with an access token valid beyond the margin, refreshing if needed.
+
+        Used by the spawn pipeline: raises SpawnRefused rather than spawn with a stale token.
+        """
+        auth_state = await user.get_auth_state()
+        if self.token_is_fresh(auth_state):
+            return auth_state
+        refreshed = await self.refresh_user(user)
+        if refreshed is True:
+            return await user.get_auth_state()
+        if not refreshed:
+            raise SpawnRefused("Your login has expired; please log in again.", reason="login-expired")
+        await user.save_auth_state(refreshed["auth_state"])
+        return refreshed["auth_state"]
+
+    async def end_session_url(self, auth_state: dict | None) -> str | None:
+        """The Keycloak end-session URL for this user's session, or None."""
+        if not self.end_session:
+            return None
+        try:
+            await self.discover()
+        except web.HTTPError:
+            return None
+        if not self.end_session_endpoint:
+            return None
+        params = {"client_id": self.client_id}
+        if auth_state and auth_state.get("id_token"):
+            params["id_token_hint"] = auth_state["id_token"]
+        if self.post_logout_redirect_url:
+            params["post_logout_redirect_uri"] = self.post_logout_redirect_url
+        sep = "&" if "?" in self.end_session_endpoint else "?"
+        return self.end_session_endpoint + sep + urlencode(params)

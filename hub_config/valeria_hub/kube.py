@@ -1,0 +1,277 @@
+"""Kubernetes side of a SpawnPlan: pure manifest builders, a pod guard, and the KubeSpawner subclass.
+
+The builders (like KubeSpawner's own objects.py) take plain values and return plain dicts, so they
+are tested by calling them. `ValeriaKubeSpawner` runs the pipeline before KubeSpawner's start,
+applies the plan, re-checks the final pod in `modify_pod_hook` (KubeSpawner applies profile
+overrides inside `_start()`, after every pre-spawn hook, so only the final pod can be trusted), and
+creates the per-user Secret owned by the pod once the pod has a uid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.rest import ApiException
+from kubespawner import KubeSpawner
+from traitlets import Instance, Unicode, default
+
+from .errors import SpawnRefused
+from .pipeline import plan_spawn
+from .plan import SpawnPlan
+from .s3env import SECRET_NAMES
+from .settings import HubSettings
+from .vault import VaultClient
+
+#: Env names of hub-issued tokens that also go through the per-user Secret instead of plain env.
+HUB_TOKEN_NAMES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+
+_REFUSED = "The notebook configuration tried to change who your server runs as; the server was not started."
+
+
+def secret_name_for(pod_name: str) -> str:
+    return f"{pod_name}-s3"
+
+
+def secret_env(names: list[str] | tuple[str, ...], secret_name: str) -> dict[str, dict]:
+    """KubeSpawner `environment` entries that read each name from the Secret (`secretKeyRef`)."""
+    return {
+        name: {"valueFrom": {"secretKeyRef": {"name": secret_name, "key": name, "optional": False}}}
+        for name in names
+    }
+
+
+def nfs_volumes(plan: SpawnPlan) -> tuple[list[dict], list[dict]]:
+    """Volumes and mounts for exactly this user's NFS home and scratch paths."""
+    volumes = [
+        {"name": f"valeria-{v.name}", "nfs": {"server": v.server, "path": v.export_path, "readOnly": False}}
+        for v in plan.volumes
+    ]
+    mounts = [{"name": f"valeria-{v.name}", "mountPath": v.mount_path} for v in plan.volumes]
+    return volumes, mounts
+
+
+def pod_overrides(plan: SpawnPlan, secret_name: str) -> dict[str, Any]:
+    """KubeSpawner trait values that make the pod run as the plan says."""
+    volumes, mounts = nfs_volumes(plan)
+    environment: dict[str, Any] = dict(plan.public_env)
+    environment["HOME"] = plan.home_dir
+    environment.update(secret_env(sorted(plan.secret_env), secret_name))
+    return {
+        "uid": plan.uid,
+        "gid": plan.gid,
+        "fs_gid": plan.gid,
+        "supplemental_gids": list(plan.supplemental_gids),
+        "privileged": False,
+        "allow_privilege_escalation": False,
+        "container_security_context": {
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "pod_security_context": {
+            "runAsUser": plan.uid,
+            "runAsGroup": plan.gid,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "automount_service_account_token": False,
+        "environment": environment,
+        "volumes": volumes,
+        "volume_mounts": mounts,
+        "working_dir": plan.home_dir,
+        "notebook_dir": plan.home_dir,
+    }
+
+
+def make_user_secret(
+    name: str,
+    namespace: str | None,
+    data: Mapping[str, str],
+    owner_pod: tuple[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The per-user Secret (S3 keys, hub token); owned by the pod so Kubernetes deletes it with it."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "labels": {"app.kubernetes.io/component": "singleuser-credentials", **(labels or {})},
+    }
+    if namespace:
+        metadata["namespace"] = namespace
+    if owner_pod:
+        pod_name, pod_uid = owner_pod
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": pod_name,
+                "uid": pod_uid,
+                "blockOwnerDeletion": True,
+                "controller": False,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "immutable": True,
+        "metadata": metadata,
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())},
+    }
+
+
+def check_pod(pod: Mapping[str, Any], plan: SpawnPlan, secret_name: str) -> None:
+    """Refuse a pod (a plain dict) that does not run exactly as the plan says, or leaks a secret."""
+    spec = pod.get("spec") or {}
+    problems = []
+    psc = spec.get("securityContext") or {}
+    if psc.get("runAsUser", plan.uid) != plan.uid or psc.get("runAsGroup", plan.gid) != plan.gid:
+        problems.append("pod runAsUser/runAsGroup")
+    if psc.get("fsGroup") != plan.gid:
+        problems.append("fsGroup")
+    if sorted(psc.get("supplementalGroups") or []) != sorted(plan.supplemental_gids):
+        problems.append("supplementalGroups")
+    if spec.get("automountServiceAccountToken") is not False:
+        problems.append("automountServiceAccountToken")
+    if spec.get("hostPID") or spec.get("hostIPC") or spec.get("hostNetwork"):
+        problems.append("host namespaces")
+    ours = {(v.server, v.export_path) for v in plan.volumes}
+    for volume in spec.get("volumes") or []:
+        if "hostPath" in volume:
+            problems.append(f"hostPath volume {volume.get('name')}")
+        nfs = volume.get("nfs")
+        if nfs and (nfs.get("server"), nfs.get("path")) not in ours:
+            problems.append(f"NFS volume {volume.get('name')}")
+        secret = volume.get("secret")
+        if secret and secret.get("secretName") == secret_name:
+            problems.append("credentials Secret mounted as a volume")
+    secret_values = set(plan.secret_values())
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        csc = container.get("securityContext") or {}
+        if csc.get("runAsUser", plan.uid) != plan.uid or csc.get("runAsGroup", plan.gid) != plan.gid:
+            problems.append(f"container {container.get('name')} runAsUser/runAsGroup")
+        if csc.get("privileged") or csc.get("allowPrivilegeEscalation"):
+            problems.append(f"container {container.get('name')} privileges")
+        for env in container.get("env") or []:
+            if env.get("value") is not None and env["value"] in secret_values:
+                problems.append(f"plain value of {env.get('name')}")
+            if env.get("name") in SECRET_NAMES:
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+                if ref.get("name") != secret_name or ref.get("key") != env["name"]:
+                    problems.append(f"{env.get('name')} not from the credentials Secret")
+    if problems:
+        raise SpawnRefused(
+            _REFUSED + " (" + "; ".join(sorted(set(problems))) + ")", reason="identity-override"
+        )
+
+
+class ValeriaKubeSpawner(KubeSpawner):
+    """KubeSpawner that runs the Vault pipeline first and starts only a pod matching the plan."""
+
+    valeria_settings = Instance(HubSettings, allow_none=True, config=True, help="The hub's HubSettings.")
+    credentials_secret_name = Unicode(help="Name of the per-user Secret (from the pod name).")
+
+    plan: SpawnPlan | None = None
+    _secret_data: dict[str, str] | None = None
+
+    @default("credentials_secret_name")
+    def _credentials_secret_name_default(self):
+        return secret_name_for(self.pod_name)
+
+    @default("modify_pod_hook")
+    def _modify_pod_hook_default(self):
+        return lambda spawner, pod: spawner.guard_pod(pod)
+
+    def _auth_state_source(self):
+        authenticator = getattr(self, "authenticator", None) or getattr(self.user, "authenticator", None)
+        if authenticator is not None and hasattr(authenticator, "fresh_auth_state"):
+            return lambda: authenticator.fresh_auth_state(self.user)
+        return self.user.get_auth_state
+
+    async def make_plan(self) -> SpawnPlan:
+        if self.valeria_settings is None:
+            raise SpawnRefused(
+                "The hub is misconfigured (no settings); contact the administrators.", "config"
+            )
+        vault = VaultClient(self.valeria_settings, log=self.log)
+        return await plan_spawn(
+            self.valeria_settings, vault, self.user.name, self._auth_state_source(), log=self.log
+        )
+
+    def apply_plan(self, plan: SpawnPlan) -> None:
+        """Set the identity traits from the plan; the guard re-checks them on the final pod."""
+        self.plan = plan
+        for trait, value in pod_overrides(plan, self.credentials_secret_name).items():
+            setattr(self, trait, value)
+
+    def get_env(self):
+        env = super().get_env()
+        # the hub's API token is a credential too: it travels in the same Secret
+        hub_tokens = {name: env.pop(name) for name in HUB_TOKEN_NAMES if isinstance(env.get(name), str)}
+        env.update(secret_env(sorted(hub_tokens), self.credentials_secret_name))
+        if self.plan is not None:
+            self._secret_data = {**self.plan.secret_env, **hub_tokens}
+        return env
+
+    def guard_pod(self, pod):
+        """modify_pod_hook: the pod KubeSpawner is about to create must match the plan."""
+        if self.plan is None:
+            raise SpawnRefused("No spawn plan: the server was not started.", reason="no-plan")
+        as_dict = ApiClient().sanitize_for_serialization(pod) if not isinstance(pod, dict) else pod
+        check_pod(as_dict, self.plan, self.credentials_secret_name)
+        return pod
+
+    def secret_manifest(self, pod_uid: str | None) -> dict[str, Any]:
+        if self._secret_data is None:
+            raise SpawnRefused("No credentials were prepared: the server was not started.", reason="no-plan")
+        return make_user_secret(
+            self.credentials_secret_name,
+            self.namespace,
+            self._secret_data,
+            owner_pod=(self.pod_name, pod_uid) if pod_uid else None,
+            labels=self._build_common_labels({}),
+        )
+
+    @default("after_pod_created_hook")
+    def _after_pod_created_hook_default(self):
+        return lambda spawner, pod: spawner.create_credentials_secret(pod)
+
+    async def create_credentials_secret(self, pod) -> None:
+        """Create the Secret owned by the pod (the container waits for it: secretKeyRef is not optional)."""
+        uid = pod["metadata"]["uid"] if isinstance(pod, dict) else pod.metadata.uid
+        body = self.secret_manifest(uid)
+        # Not KubeSpawner's _make_create_resource_request: it logs the whole manifest on failure.
+        try:
+            await asyncio.wait_for(
+                self.api.create_namespaced_secret(self.namespace, body), self.k8s_api_request_timeout
+            )
+        except ApiException as e:
+            if e.status != 409:
+                self.log.error(
+                    "Creating Secret %s failed with status %s", self.credentials_secret_name, e.status
+                )
+                raise SpawnRefused("Your credentials could not be handed to the server.", "secret") from None
+            # a leftover from a previous pod of the same name: replace it
+            await self.api.delete_namespaced_secret(self.credentials_secret_name, self.namespace)
+            await self.api.create_namespaced_secret(self.namespace, body)
+        self.log.info("Created Secret %s owned by pod %s", self.credentials_secret_name, self.pod_name)
+
+    async def start(self):
+        self.plan = None
+        self._secret_data = None
+        plan = await self.make_plan()
+        self.apply_plan(plan)
+        return await super().start()
+
+
+__all__ = [
+    "ValeriaKubeSpawner",
+    "check_pod",
+    "make_user_secret",
+    "nfs_volumes",
+    "pod_overrides",
+    "secret_env",
+    "secret_name_for",
+]
