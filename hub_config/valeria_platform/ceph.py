@@ -332,7 +332,9 @@ class CephCluster:
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.logdir / f"{name}.out", "wb")  # the child keeps its own copy
         try:
-            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            p = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         finally:
             out.close()
         self._procs[name] = p

@@ -1,0 +1,172 @@
+"""The single-node Ceph launcher: it starts real daemons, RGW behaves like production RGW, and
+``stop()`` / a failed start leave no daemon and no folder behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import botocore.exceptions
+import pytest
+from valeria_platform.ceph import CephCluster, CephStartError
+
+pytestmark = pytest.mark.ceph
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains ``text`` (our daemons name their ceph.conf)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read() and _alive(int(entry)):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_daemons_run_and_report_memory(ceph_cluster: CephCluster) -> None:
+    assert set(ceph_cluster.pids) == {"mon.a", "osd.0", "client.rgw.a"}
+    assert all(_alive(pid) for pid in ceph_cluster.pids.values())
+    rss = ceph_cluster.rss_bytes()
+    assert set(rss) == set(ceph_cluster.pids) and all(v > 0 for v in rss.values())
+    print(
+        f"ceph start {ceph_cluster.start_seconds:.2f} s, RSS "
+        + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in rss.items())
+        + f", total {sum(rss.values()) / 2**20:.0f} MiB"
+    )
+
+
+def test_https_is_verified_against_the_generated_ca(ceph_cluster: CephCluster) -> None:
+    ctx = ssl.create_default_context(cafile=ceph_cluster.ca_bundle)
+    with urllib.request.urlopen(ceph_cluster.https_endpoint, context=ctx, timeout=10) as resp:
+        assert resp.status == 200  # anonymous ListBuckets: an empty list
+    # Without the CA the certificate is not trusted: TLS is real, not switched off.
+    with pytest.raises(urllib.error.URLError) as err:
+        urllib.request.urlopen(ceph_cluster.https_endpoint, context=ssl.create_default_context(), timeout=10)
+    assert isinstance(err.value.reason, ssl.SSLCertVerificationError)
+
+
+def test_list_buckets_shows_only_owned_buckets(ceph_cluster: CephCluster) -> None:
+    site = ceph_cluster.site()
+    owner, other = _name("owner"), _name("other")
+    bucket = _name("own")
+    site.client(owner).create_bucket(Bucket=bucket)
+    site.client(other).create_bucket(Bucket=_name("theirs"))
+    names = [b["Name"] for b in site.client(owner).list_buckets()["Buckets"]]
+    assert names == [bucket]
+
+
+def test_read_only_share_by_bucket_policy(ceph_cluster: CephCluster) -> None:
+    site = ceph_cluster.site()
+    owner, reader, stranger = _name("owner"), _name("reader"), _name("stranger")
+    bucket = _name("shared")
+    owner_s3 = site.client(owner)
+    owner_s3.create_bucket(Bucket=bucket)
+    owner_s3.put_object(Bucket=bucket, Key="data/a.csv", Body=b"x,y\n1,2\n")
+    ceph_cluster.share_read_only(owner, bucket, reader)
+
+    reader_s3 = site.client(reader)
+    # RGW does not list a bucket shared by policy: discovery needs a configured list and a probe.
+    assert reader_s3.list_buckets()["Buckets"] == []
+    keys = [o["Key"] for o in reader_s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["data/a.csv"]
+    assert reader_s3.get_object(Bucket=bucket, Key="data/a.csv")["Body"].read() == b"x,y\n1,2\n"
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        reader_s3.put_object(Bucket=bucket, Key="data/b.csv", Body=b"no")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        reader_s3.delete_object(Bucket=bucket, Key="data/a.csv")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        site.client(stranger).list_objects_v2(Bucket=bucket)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    keys = [o["Key"] for o in owner_s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["data/a.csv"]
+
+
+def test_create_user_is_idempotent_and_keys_work(ceph_cluster: CephCluster) -> None:
+    name = _name("user")
+    first = ceph_cluster.create_user(name)
+    assert ceph_cluster.create_user(name) == first
+    info = json.loads(ceph_cluster.admin("user", "info", "--uid", name))
+    assert info["keys"][0]["access_key"] == first.access_key
+    assert ceph_cluster.site().client(name).list_buckets()["Buckets"] == []
+
+
+def test_failed_start_raises_with_logs_and_leaves_nothing(tmp_path) -> None:
+    workdir = tmp_path / "broken"
+    # an OSD data folder that cannot be created: ``ceph-osd --mkfs`` fails after the monitor is up
+    cluster = CephCluster(workdir, extra_conf={"osd": {"osd data": "/proc/valeria-no-such-dir/osd"}})
+    try:
+        with pytest.raises(CephStartError) as err:
+            cluster.start()
+    finally:
+        cluster.stop()
+    message = str(err.value)
+    assert "ceph-osd" in message and "failed" in message
+    assert "mon.a.log" in message  # the tail of the monitor's log travels with the error
+    assert _processes_mentioning(str(workdir)) == []
+    assert not workdir.exists()
+
+
+def test_non_empty_workdir_is_refused(tmp_path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(CephStartError, match="not empty"):
+        CephCluster(tmp_path).start()
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_cli_starts_prints_json_and_stops_everything_on_sigterm(tmp_path) -> None:
+    workdir = tmp_path / "cli"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "valeria_platform.ceph", "--workdir", str(workdir), "--user", "alice"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read().decode() if proc.stderr else ""
+        info = json.loads(line)
+        assert info["endpoint"].startswith("https://127.0.0.1:")
+        assert os.path.exists(info["ca_bundle"])
+        assert set(info["users"]) == {"alice"}
+        pids = list(info["pids"].values())
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        print(f"ceph stop {time.monotonic() - t0:.1f} s")
+        assert not any(_alive(p) for p in pids)
+        assert not workdir.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
