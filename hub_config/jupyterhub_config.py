@@ -1,0 +1,62 @@
+# Valeria JupyterHub configuration: the same file for OpenShift and the local platform.
+#
+# Every value comes from the environment, parsed and validated once by valeria_hub.settings
+# (the table is docs/environment.md). This file only wires settings to classes.
+import os
+import sys
+
+from valeria_hub.settings import HubSettings, SettingsError
+
+try:
+    settings = HubSettings.from_env(os.environ)
+except SettingsError as error:
+    # fail loudly, before JupyterHub starts anything; the message names the variable, never a secret
+    sys.exit(f"Valeria hub configuration error: {error}")
+
+c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
+
+# --- login: Keycloak through oauthenticator -------------------------------------------------------
+from valeria_hub.auth import KeycloakAuthenticator  # noqa: E402
+
+c.JupyterHub.authenticator_class = KeycloakAuthenticator
+c.KeycloakAuthenticator.realm_url = settings.oidc_realm_url
+c.KeycloakAuthenticator.ca_bundle = settings.oidc_ca_bundle or ""
+c.KeycloakAuthenticator.client_id = settings.oidc_client_id
+c.KeycloakAuthenticator.client_secret = settings.oidc_client_secret.get()
+c.KeycloakAuthenticator.oauth_callback_url = settings.oauth_callback_url
+c.KeycloakAuthenticator.post_logout_redirect_url = settings.hub_public_url + "/hub/login"
+c.KeycloakAuthenticator.scope = list(settings.oidc_scopes)
+c.KeycloakAuthenticator.enable_pkce = True
+c.KeycloakAuthenticator.manage_groups = True
+c.KeycloakAuthenticator.auth_state_groups_key = "oauth_user.groups"
+c.KeycloakAuthenticator.allowed_groups = set(settings.oidc_allowed_groups)
+c.KeycloakAuthenticator.admin_groups = set(settings.oidc_admin_groups)
+c.KeycloakAuthenticator.enable_auth_state = True
+c.KeycloakAuthenticator.refresh_pre_spawn = True
+c.KeycloakAuthenticator.auth_refresh_age = settings.auth_refresh_age
+c.KeycloakAuthenticator.refresh_margin = settings.token_refresh_margin
+
+# --- hub, proxy, database -------------------------------------------------------------------------
+c.JupyterHub.bind_url = settings.proxy_bind_url
+c.JupyterHub.hub_bind_url = settings.hub_bind_url
+if settings.hub_connect_url:
+    c.JupyterHub.hub_connect_url = settings.hub_connect_url
+c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
+c.ConfigurableHTTPProxy.should_start = settings.proxy_should_start
+c.JupyterHub.db_url = settings.db_url
+c.JupyterHub.db_kwargs = settings.db_connect_args()  # the password stays out of the (logged) URL
+
+# --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
+if settings.spawner == "kubernetes":
+    from valeria_hub.kube import ValeriaKubeSpawner
+
+    c.JupyterHub.spawner_class = ValeriaKubeSpawner
+    c.ValeriaKubeSpawner.valeria_settings = settings
+    c.ValeriaKubeSpawner.profile_list = [profile.as_kubespawner() for profile in settings.profiles]
+    if settings.namespace:
+        c.ValeriaKubeSpawner.namespace = settings.namespace
+else:
+    from valeria_hub.local import LocalDatalakeSpawner
+
+    c.JupyterHub.spawner_class = LocalDatalakeSpawner
+    c.LocalDatalakeSpawner.valeria_settings = settings
