@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from valeria_hub.settings import HubSettings, SettingsError
 
-from tests.hub_env import hub_env
+from tests.fixtures.hub import hub_env
 
 CONFIG = Path(__file__).resolve().parent.parent / "hub_config" / "jupyterhub_config.py"
 
