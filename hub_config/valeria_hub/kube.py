@@ -258,6 +258,11 @@ class ValeriaKubeSpawner(KubeSpawner):
             await self.api.create_namespaced_secret(self.namespace, body)
         self.log.info("Created Secret %s owned by pod %s", self.credentials_secret_name, self.pod_name)
 
+    async def _make_create_pod_request(self, pod, request_timeout):
+        # Second check at the last moment: a profile that replaced modify_pod_hook cannot skip it.
+        self.guard_pod(pod)
+        return await super()._make_create_pod_request(pod, request_timeout)
+
     async def start(self):
         self.plan = None
         self._secret_data = None

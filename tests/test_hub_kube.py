@@ -1,0 +1,254 @@
+"""KubeSpawner offline: render the pod and the per-user Secret from a SpawnPlan, validate them
+against the Kubernetes schemas, and refuse profiles that try to change the identity.
+
+No Kubernetes API server can run here: the spawner is built with KubeSpawner's `_mock=True` and a
+dummy kubeconfig pointing at a closed port; the only fake is the CoreV1 API object used to check
+the Secret creation call (it records the request instead of sending it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import kubernetes_validate
+import pytest
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.rest import ApiException
+from valeria_hub.errors import SpawnRefused
+from valeria_hub.kube import ValeriaKubeSpawner, check_pod, make_user_secret, secret_name_for
+from valeria_hub.plan import build_plan, parse_identity, parse_s3_keys
+from valeria_hub.settings import HubSettings
+
+from tests.fixtures.hub import hub_env
+
+K8S_VERSION = "1.30"
+SECRET = "alice-s3-secret-DO-NOT-LEAK"
+API_TOKEN = "hub-api-token-DO-NOT-LEAK"
+SETTINGS = HubSettings.from_env(
+    hub_env(
+        VALERIA_NFS_HOME_PATH="/export/home/{username}",
+        VALERIA_NFS_SCRATCH_PATH="/export/scratch/{username}",
+        VALERIA_NAMESPACE="valeria",
+    )
+)
+PLAN = build_plan(
+    SETTINGS,
+    "alice",
+    parse_identity({"uid": 1234, "gid": 2345, "groups": [3000, 3001]}, SETTINGS),
+    parse_s3_keys({"access_key": "AKIAALICE", "secret_key": SECRET}),
+)
+
+
+class _User:
+    name = "alice"
+    id = 7
+    url = "/user/alice/"
+    escaped_name = "alice"
+
+
+@pytest.fixture
+def kubeconfig(tmp_path, monkeypatch):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "dummy"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    # kubernetes_asyncio reads KUBECONFIG once, at import: point its default at the dummy file
+    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return path
+
+
+def make_spawner(profile_list=None):
+    spawner = ValeriaKubeSpawner(
+        _mock=True,
+        user=_User(),
+        valeria_settings=SETTINGS,
+        namespace="valeria",
+        profile_list=profile_list or [p.as_kubespawner() for p in SETTINGS.profiles],
+    )
+    spawner.api_token = API_TOKEN
+    return spawner
+
+
+async def render(spawner, profile: str = "scipy") -> dict:
+    """What KubeSpawner._start does before creating the pod: options, manifest, modify_pod_hook."""
+    spawner.apply_plan(PLAN)
+    spawner.user_options = {"profile": profile}
+    await spawner.load_user_options()
+    pod = await spawner.get_pod_manifest()
+    pod = spawner.modify_pod_hook(spawner, pod)
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+async def test_pod_runs_as_vault_identity(kubeconfig):
+    spawner = make_spawner()
+    pod = await render(spawner)
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    assert container["securityContext"]["runAsUser"] == 1234
+    assert container["securityContext"]["runAsGroup"] == 2345
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec["securityContext"]["runAsUser"] == 1234
+    assert spec["securityContext"]["fsGroup"] == 2345
+    assert spec["securityContext"]["supplementalGroups"] == [3000, 3001]
+    assert spec["automountServiceAccountToken"] is False
+    assert container["image"] == SETTINGS.profiles[0].image
+    assert container["workingDir"] == "/home/alice"
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+async def test_keys_only_through_secret_key_ref(kubeconfig):
+    spawner = make_spawner()
+    pod = await render(spawner)
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    secret_name = secret_name_for(spawner.pod_name)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):
+        assert "value" not in env[name]
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": name, "optional": False}
+    assert env["AWS_ENDPOINT_URL_S3"]["value"] == "http://127.0.0.1:9"
+    assert env["VALERIA_SCRATCH_DIR"]["value"] == "/scratch/alice"
+    text = json.dumps(pod)
+    for secret in (SECRET, API_TOKEN, base64.b64encode(SECRET.encode()).decode()):
+        assert secret not in text
+
+
+async def test_only_this_users_nfs_paths(kubeconfig):
+    pod = await render(make_spawner())
+    nfs = [(v["name"], v["nfs"]["server"], v["nfs"]["path"]) for v in pod["spec"]["volumes"] if "nfs" in v]
+    assert nfs == [
+        ("valeria-home", "nfs.example.org", "/export/home/alice"),
+        ("valeria-scratch", "nfs.example.org", "/export/scratch/alice"),
+    ]
+    mounts = {m["name"]: m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["valeria-home"] == "/home/alice" and mounts["valeria-scratch"] == "/scratch/alice"
+
+
+async def test_secret_manifest_owned_by_pod(kubeconfig):
+    spawner = make_spawner()
+    await render(spawner)
+    secret = spawner.secret_manifest("0b8f3c2e-uid")
+    kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+    assert secret["metadata"]["name"] == secret_name_for(spawner.pod_name)
+    assert secret["metadata"]["namespace"] == "valeria"
+    owner = secret["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", spawner.pod_name, "0b8f3c2e-uid")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {
+        "AWS_ACCESS_KEY_ID": "AKIAALICE",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "JUPYTERHUB_API_TOKEN": API_TOKEN,
+        "JPY_API_TOKEN": API_TOKEN,
+    }
+
+
+class FakeCoreV1:
+    """Stands in for the Kubernetes API (none can run here): records Secret requests."""
+
+    def __init__(self, conflict: bool = False, fail: int | None = None):
+        self.created, self.deleted, self.conflict, self.fail = [], [], conflict, fail
+
+    async def create_namespaced_secret(self, namespace, body):
+        if self.fail:
+            raise ApiException(status=self.fail, reason="Forbidden")
+        if self.conflict:
+            self.conflict = False
+            raise ApiException(status=409, reason="Conflict")
+        self.created.append((namespace, body))
+
+    async def delete_namespaced_secret(self, name, namespace):
+        self.deleted.append((namespace, name))
+
+
+async def test_secret_created_after_pod_with_owner(kubeconfig, caplog):
+    spawner = make_spawner()
+    pod = await render(spawner)
+    spawner.api = FakeCoreV1(conflict=True)
+    pod["metadata"]["uid"] = "pod-uid-1"
+    await spawner.after_pod_created_hook(spawner, pod)
+    ((namespace, body),) = spawner.api.created
+    assert namespace == "valeria" and spawner.api.deleted == [("valeria", body["metadata"]["name"])]
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "pod-uid-1"
+    spawner.api = FakeCoreV1(fail=403)
+    with pytest.raises(SpawnRefused):
+        await spawner.create_credentials_secret(pod)
+    assert SECRET not in caplog.text and base64.b64encode(SECRET.encode()).decode() not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"uid": 0},
+        {"gid": 0},
+        {"fs_gid": 100},
+        {"supplemental_gids": [0]},
+        {"privileged": True},
+        {"automount_service_account_token": True},
+        {"volumes": [{"name": "all", "nfs": {"server": "nfs.example.org", "path": "/export"}}]},
+        {"container_security_context": {"runAsUser": 0}},
+        {"pod_security_context": {"runAsUser": 1}},
+        {"environment": {"AWS_SECRET_ACCESS_KEY": SECRET}},
+    ],
+)
+async def test_profile_cannot_override_identity(kubeconfig, override):
+    profiles = [
+        {"slug": "scipy", "display_name": "SciPy", "default": True, "kubespawner_override": {"image": "a"}},
+        {"slug": "evil", "display_name": "Evil", "kubespawner_override": {"image": "b", **override}},
+    ]
+    spawner = make_spawner(profiles)
+    with pytest.raises(SpawnRefused) as info:
+        await render(spawner, "evil")
+    assert info.value.reason == "identity-override"
+    assert SECRET not in str(info.value)
+    # the same spawner with the honest profile renders fine
+    await render(make_spawner(profiles), "scipy")
+
+
+async def test_profile_replacing_the_hook_is_still_checked(kubeconfig):
+    profiles = [
+        {
+            "slug": "sneaky",
+            "display_name": "Sneaky",
+            "default": True,
+            # KubeSpawner calls callables in overrides with the spawner: this one returns a no-op hook
+            "kubespawner_override": {"uid": 0, "modify_pod_hook": lambda spawner: lambda s, pod: pod},
+        }
+    ]
+    spawner = make_spawner(profiles)
+    pod = await render(spawner, "sneaky")  # the replaced hook lets it through...
+    assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] == 0
+    spawner.api = FakeCoreV1()
+    with pytest.raises(SpawnRefused):  # ...but the pod is checked again right before creation
+        await spawner._make_create_pod_request(await spawner.get_pod_manifest(), 5)
+
+
+def test_check_pod_refuses_plain_secret_and_foreign_nfs():
+    secret = make_user_secret("s", "ns", PLAN.secret_env)
+    kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+    base = {
+        "spec": {
+            "automountServiceAccountToken": False,
+            "securityContext": {"fsGroup": 2345, "supplementalGroups": [3000, 3001]},
+            "containers": [{"name": "notebook", "securityContext": {"runAsUser": 1234, "runAsGroup": 2345}}],
+        }
+    }
+    check_pod(base, PLAN, "s")
+    leaky = json.loads(json.dumps(base))
+    leaky["spec"]["containers"][0]["env"] = [{"name": "X", "value": SECRET}]
+    with pytest.raises(SpawnRefused):
+        check_pod(leaky, PLAN, "s")
+    foreign = json.loads(json.dumps(base))
+    foreign["spec"]["volumes"] = [
+        {"name": "v", "nfs": {"server": "nfs.example.org", "path": "/export/home/bob"}}
+    ]
+    with pytest.raises(SpawnRefused):
+        check_pod(foreign, PLAN, "s")
