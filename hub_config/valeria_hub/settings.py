@@ -185,7 +185,7 @@ class HubSettings:
             oidc_ca_bundle=env.optional("VALERIA_OIDC_CA_BUNDLE"),
             oidc_allowed_groups=env.csv("VALERIA_OIDC_ALLOWED_GROUPS", required=True),
             oidc_admin_groups=env.csv("VALERIA_OIDC_ADMIN_GROUPS"),
-            oidc_scopes=env.csv("VALERIA_OIDC_SCOPES") or ("openid", "profile", "email", "offline_access"),
+            oidc_scopes=env.csv("VALERIA_OIDC_SCOPES") or ("openid", "profile", "email"),
             token_refresh_margin=access_ttl_margin,
             auth_refresh_age=env.integer("VALERIA_AUTH_REFRESH_AGE", 60, minimum=1),
             hub_public_url=env.url("VALERIA_HUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),

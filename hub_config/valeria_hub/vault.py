@@ -84,6 +84,7 @@ class VaultClient:
                         f"The secrets service (Vault) is not answering, so your server was not started. "
                         f"Try again in a few minutes; {_CONTACT}",
                         reason="unavailable",
+                        status_code=503,
                     ) from None
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
             except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized) as e:
@@ -112,6 +113,7 @@ class VaultClient:
                 raise VaultError(
                     f"The secrets service (Vault) could not be reached securely ({step}); {_CONTACT}",
                     reason="unavailable",
+                    status_code=503,
                 ) from None
         raise AssertionError("unreachable")
 
