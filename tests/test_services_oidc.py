@@ -258,3 +258,12 @@ def test_the_log_holds_no_secret(oidc_provider: OIDCProvider) -> None:
     cmdline = open(f"/proc/{oidc_provider.pid}/cmdline", "rb").read().decode()
     assert all(u["password"] not in cmdline for u in oidc_provider.users)
     assert OIDC_CLIENT_SECRET not in cmdline
+
+
+def test_username_and_groups_come_without_asking_for_the_groups_scope(oidc_provider: OIDCProvider) -> None:
+    tokens = _login(oidc_provider, "bob", scope="openid offline_access")
+    claims = _verify(oidc_provider, tokens["id_token"])
+    assert claims["preferred_username"] == "bob" and claims["groups"] == ["researchers", "hub-admins"]
+    info = requests.get(oidc_provider.endpoint("userinfo"),
+                        headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10).json()
+    assert info["preferred_username"] == "bob" and info["groups"] == ["researchers", "hub-admins"]

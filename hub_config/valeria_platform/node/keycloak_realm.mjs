@@ -202,8 +202,9 @@ function makeProvider(issuer) {
     clients,
     jwks,
     cookies: { keys: config.cookie_keys, names: { session: `KC_SESSION_${realm}`, interaction: `KC_INTERACTION_${realm}`, resume: `KC_RESUME_${realm}` } },
+    // As Keycloak's default mappers: username and groups come with every token, whatever the scope.
     claims: {
-      openid: ['sub'],
+      openid: ['sub', 'preferred_username', 'groups'],
       profile: ['preferred_username', 'name', 'given_name'],
       email: ['email', 'email_verified'],
       groups: ['groups'],
