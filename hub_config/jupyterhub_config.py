@@ -44,7 +44,7 @@ if settings.hub_connect_url:
 c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
 c.ConfigurableHTTPProxy.should_start = settings.proxy_should_start
 c.JupyterHub.db_url = settings.db_url
-c.JupyterHub.db_kwargs = settings.db_connect_args()  # the password stays out of the (logged) URL
+os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays out of the URL
 
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
 if settings.spawner == "kubernetes":

@@ -34,7 +34,9 @@ def test_secrets_never_in_repr_or_str():
     for text in (repr(s), str(s), f"{s}", repr(s.oidc_client_secret), f"{s.db_password}"):
         assert "DO-NOT-LEAK" not in text
     assert s.oidc_client_secret.get() == "client-secret-DO-NOT-LEAK"
-    assert s.db_connect_args() == {"connect_args": {"password": "db-password-DO-NOT-LEAK"}}
+    assert s.db_environment() == {}  # sqlite: nothing to pass
+    pg = HubSettings.from_env(hub_env(VALERIA_DB_URL="postgresql+psycopg2://hub@db/hub"))
+    assert pg.db_environment() == {"PGPASSWORD": "db-password-DO-NOT-LEAK"}
 
 
 @pytest.mark.parametrize(

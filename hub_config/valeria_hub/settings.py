@@ -251,11 +251,16 @@ class HubSettings:
     def oauth_callback_url(self) -> str:
         return f"{self.hub_public_url}/hub/oauth_callback"
 
-    def db_connect_args(self) -> dict:
-        """SQLAlchemy engine kwargs carrying the password outside the URL (the URL gets logged)."""
-        if not self.db_password:
+    def db_environment(self) -> dict[str, str]:
+        """Environment for libpq: the password as PGPASSWORD, never in the (logged) URL.
+
+        JupyterHub's own alembic step builds its engine from the URL alone, so engine
+        connect_args would not reach it; libpq reads PGPASSWORD in every connection instead.
+        Spawned notebooks do not inherit it (not in Spawner.env_keep).
+        """
+        if not self.db_password or not self.db_url.startswith("postgresql"):
             return {}
-        return {"connect_args": {"password": self.db_password.get()}}
+        return {"PGPASSWORD": self.db_password.get()}
 
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
