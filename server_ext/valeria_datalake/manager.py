@@ -1,0 +1,679 @@
+"""``DatalakeContentsManager``: home, scratch and every datalake bucket in one file browser.
+
+The manager routes: it splits an API path into a mount and a path inside it (``paths``), hands
+POSIX paths to jupyter-server's own async large-file manager (``posix``) and bucket paths to the
+S3 backend (``s3``), builds the root listing, and runs moves and copies that cross mounts
+(``transfer``: copy, verify, then delete). Only this module knows that several mounts exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import nbformat
+from jupyter_server.services.contents.manager import AsyncContentsManager, copy_pat
+from tornado.web import HTTPError
+from traitlets import Bool, Float, Int, List, Unicode, default
+
+from .discovery import BucketDiscovery, BucketInfo
+from .paths import SCRATCH_NAME, Location, PathRouter
+from .posix import PosixRoot
+from .s3.backend import ListingCache, S3Bucket
+from .s3.checkpoints import S3Checkpoints
+from .s3.client import S3Settings, close_s3_filesystem, make_s3_filesystem
+from .s3.errors import to_http_error
+from .s3.models import (
+    ObjectEntry,
+    directory_model,
+    file_model,
+    guess_type,
+    listing_models,
+)
+from .transfer import PosixSide, S3Side, SourceNotRemoved, transfer
+
+
+def _env(name: str, fallback: str = "") -> str:
+    return os.environ.get(name, fallback)
+
+
+class DatalakeContentsManager(AsyncContentsManager):
+    """Home (the server's root dir), ``scratch`` and one ``datalake_<bucket>`` folder per bucket."""
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    bucket_prefix = Unicode(
+        config=True,
+        help="Folder-name prefix of buckets in the file browser (env VALERIA_DATALAKE_PREFIX).",
+    )
+
+    @default("bucket_prefix")
+    def _default_bucket_prefix(self) -> str:
+        return _env("VALERIA_DATALAKE_PREFIX", "datalake_")
+
+    scratch_dir = Unicode(
+        config=True,
+        help="The user's scratch folder, shown as 'scratch'; hidden when empty or missing "
+        "(env VALERIA_SCRATCH_DIR).",
+    )
+
+    @default("scratch_dir")
+    def _default_scratch_dir(self) -> str:
+        return _env("VALERIA_SCRATCH_DIR")
+
+    shared_buckets = List(
+        Unicode(),
+        config=True,
+        help="Buckets shared with the user by policy, which ListBuckets does not return "
+        "(env VALERIA_SHARED_BUCKETS, comma-separated).",
+    )
+
+    @default("shared_buckets")
+    def _default_shared_buckets(self) -> list[str]:
+        return [b.strip() for b in _env("VALERIA_SHARED_BUCKETS").split(",") if b.strip()]
+
+    s3_endpoint_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="S3 endpoint URL (default: env AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, "
+        "then S3_ENDPOINT_URL).",
+    )
+    s3_region = Unicode(
+        None, allow_none=True, config=True, help="S3 region (default: env AWS_DEFAULT_REGION)."
+    )
+    s3_ca_bundle = Unicode(
+        None, allow_none=True, config=True, help="CA bundle of the S3 endpoint (default: env AWS_CA_BUNDLE)."
+    )
+    s3_connect_timeout = Float(3.0, config=True, help="Seconds to wait for a connection to S3.")
+    s3_read_timeout = Float(30.0, config=True, help="Seconds to wait for an S3 response.")
+    s3_max_attempts = Int(2, config=True, help="Attempts per S3 request before it is reported as failed.")
+
+    bucket_cache_ttl = Float(
+        config=True,
+        help="Seconds a bucket discovery result is kept (env VALERIA_BUCKET_CACHE_TTL).",
+    )
+
+    @default("bucket_cache_ttl")
+    def _default_bucket_cache_ttl(self) -> float:
+        try:
+            return float(_env("VALERIA_BUCKET_CACHE_TTL", "60"))
+        except ValueError:
+            return 60.0
+
+    listing_cache_ttl = Float(
+        10.0,
+        config=True,
+        help="Seconds a bucket folder listing is reused (absorbs JupyterLab's 10 s poll); "
+        "any write through this server drops the bucket's cached listings at once.",
+    )
+    transfer_concurrency = Int(8, config=True, help="Objects copied at once in folder moves and copies.")
+    recursive_bucket_delete = Bool(
+        True,
+        config=True,
+        help="Deleting a non-empty folder in a bucket deletes everything below it (JupyterLab asks "
+        "first). When False, only empty folders can be deleted. Buckets have no trash.",
+    )
+    bucket_kernel_dir = Unicode(
+        "",
+        config=True,
+        help="API path (a home folder) where kernels of notebooks opened from a bucket start; '' is home.",
+    )
+    upload_part_size = Int(8 * 1024 * 1024, config=True, help="Part size of chunked uploads into buckets.")
+    upload_idle_timeout = Float(
+        3600.0, config=True, help="Seconds after which an unfinished chunked upload into a bucket is aborted."
+    )
+
+    @default("files_handler_params")
+    def _default_files_handler_params(self) -> dict[str, str]:
+        # jupyter-server's FilesHandler serves through the contents manager; its StaticFileHandler
+        # base still wants a root path.
+        return {"path": self.root_dir}
+
+    @default("root_dir")
+    def _default_root_dir(self) -> str:
+        return self.parent.root_dir if self.parent is not None else os.getcwd()
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        scratch = self.scratch_dir and os.path.isdir(self.scratch_dir)
+        self.router = PathRouter(self.bucket_prefix, bool(scratch))
+        self.home = PosixRoot(parent=self, log=self.log, root_dir=self.root_dir)
+        self.scratch = PosixRoot(parent=self, log=self.log, root_dir=self.scratch_dir) if scratch else None
+        self.listings = ListingCache(self.listing_cache_ttl)
+        self.discovery = BucketDiscovery(
+            self._filesystem, self.shared_buckets, self.bucket_cache_ttl, log=self.log
+        )
+        self._fs: Any = None
+        self._fs_lock = asyncio.Lock()
+        self._uploads: Any = None
+        if self.scratch_dir and not scratch:
+            self.log.info("Scratch folder %s does not exist: not shown", self.scratch_dir)
+
+    def s3_settings(self) -> S3Settings:
+        """S3 settings: credentials only ever from the environment (a config value would be
+        printed by traitlets' debug log of the configuration); the rest from traitlets or env."""
+        return S3Settings.from_environ(
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            ca_bundle=self.s3_ca_bundle,
+            listings_cache_ttl=self.listing_cache_ttl,
+            connect_timeout=self.s3_connect_timeout,
+            read_timeout=self.s3_read_timeout,
+            max_attempts=self.s3_max_attempts,
+        )
+
+    async def _filesystem(self) -> Any:
+        """The S3 filesystem, created on first use on the server's event loop."""
+        async with self._fs_lock:
+            if self._fs is None:
+                self._fs = make_s3_filesystem(self.s3_settings())
+            return self._fs
+
+    async def uploads(self) -> Any:
+        """Chunked uploads into buckets (``s3/uploads.py``), created on first use."""
+        if self._uploads is None:
+            from .s3.uploads import MultipartUploads
+
+            self._uploads = MultipartUploads(
+                await self._filesystem(),
+                part_size=self.upload_part_size,
+                idle_timeout=self.upload_idle_timeout,
+                log=self.log,
+            )
+            self._uploads.start()
+        return self._uploads
+
+    async def close(self) -> None:
+        """Abort pending uploads' timers and close the S3 connection pool."""
+        if self._uploads is not None:
+            await self._uploads.close()
+            self._uploads = None
+        if self._fs is not None:
+            await close_s3_filesystem(self._fs)
+            self._fs = None
+
+    # -- routing helpers -------------------------------------------------------------------------
+
+    def locate(self, path: str) -> Location:
+        return self.router.locate(path)
+
+    def _posix(self, loc: Location) -> PosixRoot:
+        return self.scratch if loc.kind == "scratch" else self.home
+
+    def _check_home_name(self, loc: Location) -> None:
+        if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+            raise HTTPError(400, f"Name reserved for a datalake folder: {loc.inner}")
+
+    @contextlib.contextmanager
+    def _s3_errors(self, path: str, action: str) -> Iterator[None]:
+        try:
+            yield
+        except HTTPError:
+            raise
+        except Exception as e:
+            raise to_http_error(e, path, action, self.log) from None
+
+    async def _bucket(self, loc: Location) -> tuple[S3Bucket, BucketInfo]:
+        """The backend of ``loc``'s bucket, or a 404/403/503 if it is not usable."""
+        found = await self.discovery.get()
+        info = found.buckets.get(loc.bucket)
+        if info is None and found.error is None:
+            # a bucket granted or created since the last discovery: look again (at most every 5 s)
+            found = await self.discovery.get(max_age=5.0)
+            info = found.buckets.get(loc.bucket)
+        if info is None:
+            if found.error is not None:
+                raise HTTPError(found.error.status_code, f"{found.error.log_message}: {loc.api_path}")
+            folder = self.router.bucket_folder(loc.bucket)
+            raise HTTPError(404, f"No such bucket, or no access to it: {folder}")
+        return S3Bucket(await self._filesystem(), loc.bucket, self.listings, self.log), info
+
+    def _rebase(self, model: dict[str, Any], loc: Location) -> dict[str, Any]:
+        """Turn a POSIX sub-manager's model (paths relative to its root) into API paths."""
+        if loc.kind == "scratch":
+            model["path"] = f"{SCRATCH_NAME}/{model['path']}".rstrip("/")
+            if model["path"] == SCRATCH_NAME:
+                model["name"] = SCRATCH_NAME
+            if model.get("type") == "directory" and isinstance(model.get("content"), list):
+                for child in model["content"]:
+                    child["path"] = f"{SCRATCH_NAME}/{child['path']}"
+        return model
+
+    # -- existence -------------------------------------------------------------------------------
+
+    async def dir_exists(self, path: str) -> bool:
+        loc = self.locate(path)
+        if loc.kind == "root":
+            return True
+        if loc.kind in ("home", "scratch"):
+            if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+                return False
+            return await self._posix(loc).dir_exists(loc.inner)
+        try:
+            bucket, _ = await self._bucket(loc)
+        except HTTPError as e:
+            if e.status_code == 404:
+                return False
+            raise
+        if not loc.inner:
+            return True
+        with self._s3_errors(loc.api_path, "read"):
+            return await bucket.folder_exists(loc.inner + "/")
+
+    async def file_exists(self, path: str = "") -> bool:
+        loc = self.locate(path)
+        if loc.is_mount_root:
+            return False
+        if loc.kind in ("home", "scratch"):
+            if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+                return False
+            return await self._posix(loc).file_exists(loc.inner)
+        try:
+            bucket, _ = await self._bucket(loc)
+        except HTTPError as e:
+            if e.status_code == 404:
+                return False
+            raise
+        with self._s3_errors(loc.api_path, "read"):
+            try:
+                await bucket.head(loc.inner)
+                return True
+            except FileNotFoundError:
+                return False
+
+    async def is_hidden(self, path: str) -> bool:
+        loc = self.locate(path)
+        if loc.kind == "root":
+            return False
+        if loc.kind in ("home", "scratch"):
+            return await self._posix(loc).is_hidden(loc.inner)
+        return any(part.startswith(".") for part in loc.inner.split("/") if part)
+
+    # -- get -------------------------------------------------------------------------------------
+
+    async def get(self, path, content=True, type=None, format=None, require_hash=False):
+        loc = self.locate(path)
+        if type not in (None, "directory", "file", "notebook"):
+            raise HTTPError(400, f"Unknown type {type!r}: {loc.api_path}")
+        if format not in (None, "text", "base64", "json"):
+            raise HTTPError(400, f"Unknown format {format!r}: {loc.api_path}")
+        if loc.kind == "root":
+            return await self._root_model(content, type)
+        if loc.kind in ("home", "scratch"):
+            if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+                raise HTTPError(404, f"No such file or directory: {loc.api_path}")
+            model = await self._posix(loc).get(
+                loc.inner, content=content, type=type, format=format, require_hash=require_hash
+            )
+            return self._rebase(model, loc)
+        bucket, info = await self._bucket(loc)
+        with self._s3_errors(loc.api_path, "read"):
+            return await self._s3_get(loc, bucket, info, content, type, format, require_hash)
+
+    async def _root_model(self, content: bool, type: str | None) -> dict[str, Any]:
+        if type not in (None, "directory"):
+            raise HTTPError(400, "The root is a directory")
+        model = await self.home.get("", content=content, type="directory")
+        model["writable"] = False
+        if not content:
+            return model
+        entries = [m for m in model["content"] if not self.router.is_reserved_top_name(m["name"])]
+        if self.scratch is not None:
+            scratch = await self.scratch.get("", content=False, type="directory")
+            entries.append(self._rebase(scratch, Location(SCRATCH_NAME, "scratch")))
+        found = await self.discovery.get()
+        for name, info in sorted(found.buckets.items()):
+            entries.append(directory_model(self.router.bucket_folder(name), info.writable, info.created))
+        model["content"] = entries
+        return model
+
+    async def _s3_get(self, loc, bucket, info, content, type, format, require_hash):
+        if not loc.inner or type == "directory":
+            return await self._s3_dir(loc, bucket, info, content)
+        if type is None:
+            listing = await bucket.list_dir(loc.inner + "/")
+            if listing.exists:
+                return self._dir_model(loc, info, listing if content else None)
+            type = guess_type(loc.name)
+        if type == "notebook" and format not in (None, "json"):
+            raise HTTPError(400, f"Notebooks are read as json: {loc.api_path}")
+        if content:
+            data, entry = await bucket.read(loc.inner)
+        elif require_hash:
+            data, entry = None, await bucket.head(loc.inner)
+        else:
+            data, entry = None, await bucket.head(loc.inner)
+        model = file_model(loc.api_path, entry, info.writable, type)
+        if require_hash:
+            model["hash"], model["hash_algorithm"] = entry.etag, "etag"
+        if data is None:
+            return model
+        if type == "notebook":
+            try:
+                nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+            except Exception as e:
+                raise HTTPError(400, f"Unreadable Notebook: {loc.api_path} {type_name(e)}") from None
+            self.mark_trusted_cells(nb, loc.api_path)
+            model["content"], model["format"] = nb, "json"
+            self.validate_notebook_model(model)
+            return model
+        if format in (None, "text", "json"):
+            try:
+                model["content"], model["format"] = data.decode("utf-8"), "text"
+                model["mimetype"] = model["mimetype"] or "text/plain"
+                return model
+            except UnicodeDecodeError:
+                if format in ("text", "json"):
+                    raise HTTPError(400, f"{loc.api_path} is not UTF-8 encoded") from None
+        model["content"], model["format"] = base64.b64encode(data).decode("ascii"), "base64"
+        model["mimetype"] = model["mimetype"] or "application/octet-stream"
+        return model
+
+    def _dir_model(self, loc, info, listing) -> dict[str, Any]:
+        model = directory_model(loc.api_path, info.writable, info.created)
+        if loc.is_mount_root:
+            model["name"] = self.router.bucket_folder(loc.bucket)
+        if listing is not None:
+            model["content"] = listing_models(
+                loc.api_path, listing, info.writable, info.created, self.allow_hidden
+            )
+            model["format"] = "json"
+        return model
+
+    async def _s3_dir(self, loc, bucket, info, content):
+        prefix = f"{loc.inner}/" if loc.inner else ""
+        if not content and loc.inner:
+            if not await bucket.folder_exists(prefix):
+                raise HTTPError(404, f"No such directory: {loc.api_path}")
+            return self._dir_model(loc, info, None)
+        listing = await bucket.list_dir(prefix)
+        if loc.inner and not listing.exists:
+            raise HTTPError(404, f"No such directory: {loc.api_path}")
+        return self._dir_model(loc, info, listing if content else None)
+
+    # -- save ------------------------------------------------------------------------------------
+
+    async def save(self, model, path=""):
+        loc = self.locate(path)
+        if not isinstance(model, dict) or "type" not in model:
+            raise HTTPError(400, "No file type provided")
+        if model["type"] not in ("file", "notebook", "directory"):
+            raise HTTPError(400, f"Unhandled contents type: {model['type']!r}")
+        if loc.kind == "root":
+            raise HTTPError(400, "Cannot save to the root folder itself")
+        if loc.kind in ("home", "scratch"):
+            self._check_home_name(loc)
+            saved = await self._posix(loc).save(model, loc.inner)
+            self.emit(data={"action": "save", "path": loc.api_path})
+            return self._rebase(saved, loc)
+        if loc.is_mount_root:
+            raise HTTPError(400, f"Buckets are created by the datalake administrators: {loc.api_path}")
+        bucket, info = await self._bucket(loc)
+        with self._s3_errors(loc.api_path, "write"):
+            if model.get("chunk") is not None:
+                saved = await self._s3_save_chunk(loc, bucket, info, model)
+            else:
+                saved = await self._s3_save(loc, bucket, info, model)
+        self.emit(data={"action": "save", "path": loc.api_path})
+        return saved
+
+    @staticmethod
+    def _decode(model: dict[str, Any], path: str) -> bytes:
+        if "content" not in model or model["content"] is None:
+            raise HTTPError(400, f"No file content provided: {path}")
+        fmt = model.get("format")
+        if fmt not in ("text", "base64"):
+            raise HTTPError(400, "Must specify format of file contents as 'text' or 'base64'")
+        content = model["content"]
+        if not isinstance(content, str):
+            raise HTTPError(400, f"File content must be a string: {path}")
+        try:
+            if fmt == "text":
+                return content.encode("utf-8")
+            return base64.b64decode(content.encode("ascii"), validate=True)
+        except Exception:
+            raise HTTPError(400, f"Encoding error saving {path}") from None
+
+    async def _s3_save(self, loc, bucket, info, model):
+        self.run_pre_save_hooks(model=model, path=loc.api_path)
+        kind = model["type"]
+        if kind == "directory":
+            await bucket.make_folder(f"{loc.inner}/")
+            return self._dir_model(loc, info, None)
+        if kind == "notebook":
+            if "content" not in model or not isinstance(model["content"], dict):
+                raise HTTPError(400, f"No notebook content provided: {loc.api_path}")
+            try:
+                nb = nbformat.from_dict(model["content"])
+                self.check_and_sign(nb, loc.api_path)
+                data = nbformat.writes(nb, version=nbformat.NO_CONVERT).encode("utf-8")
+            except Exception as e:
+                raise HTTPError(400, f"Unreadable notebook content: {loc.api_path} {type_name(e)}") from None
+            entry = await bucket.write(loc.inner, data, "application/x-ipynb+json")
+            saved = file_model(loc.api_path, entry, info.writable, "notebook")
+            self.validate_notebook_model({**saved, "content": nb})
+            return saved
+        data = self._decode(model, loc.api_path)
+        entry = await bucket.write(loc.inner, data, None)
+        return file_model(loc.api_path, entry, info.writable, "file")
+
+    async def _s3_save_chunk(self, loc, bucket, info, model):
+        chunk = model["chunk"]
+        if not isinstance(chunk, int) or chunk == 0 or chunk < -1:
+            raise HTTPError(400, f"Invalid chunk number {chunk!r}: {loc.api_path}")
+        if model["type"] != "file":
+            raise HTTPError(400, f'File type "{model["type"]}" is not supported for large file transfer')
+        data = self._decode(model, loc.api_path)
+        if chunk == 1:
+            self.run_pre_save_hooks(model=model, path=loc.api_path)
+        uploads = await self.uploads()
+        done = await uploads.add_chunk(loc.bucket, loc.inner, chunk, data)
+        bucket.invalidate(loc.inner)
+        if done:
+            return file_model(loc.api_path, await bucket.head(loc.inner), info.writable, "file")
+        # not visible in S3 until the last chunk completes the multipart upload
+        pending = ObjectEntry(loc.inner, 0, datetime.now(timezone.utc))
+        model = file_model(loc.api_path, pending, info.writable, "file")
+        model["size"] = None
+        return model
+
+    # -- delete / rename / copy ------------------------------------------------------------------
+
+    async def delete_file(self, path):
+        await self.delete(path)
+
+    async def rename_file(self, old_path, new_path):
+        await self.rename(old_path, new_path)
+
+    async def delete(self, path):
+        loc = self.locate(path)
+        if loc.is_mount_root:
+            raise HTTPError(400, f"Cannot delete a datalake mount: {loc.api_path or '/'}")
+        if loc.kind in ("home", "scratch"):
+            self._check_home_name(loc)
+            await self._posix(loc).delete(loc.inner)
+        else:
+            bucket, _ = await self._bucket(loc)
+            with self._s3_errors(loc.api_path, "delete"):
+                await self._s3_delete(loc, bucket)
+        self.emit(data={"action": "delete", "path": loc.api_path})
+
+    async def _s3_delete(self, loc: Location, bucket: S3Bucket) -> None:
+        checkpoints = S3Checkpoints(bucket)
+        try:
+            await bucket.head(loc.inner)
+        except FileNotFoundError:
+            pass
+        else:
+            await bucket.delete_keys([loc.inner])
+            await self._best_effort(checkpoints.delete_all(loc.inner), loc)
+            return
+        prefix = f"{loc.inner}/"
+        entries = await bucket.list_tree(prefix)
+        if not entries:
+            raise HTTPError(404, f"No such file or directory: {loc.api_path}")
+        if not self.recursive_bucket_delete:
+            tree = await S3Side(bucket, loc.inner).scan()
+            if tree is not None and tree.files:
+                raise HTTPError(400, f"Directory not empty: {loc.api_path}")
+        await bucket.delete_keys([e.key for e in entries])
+        await self._best_effort(checkpoints.delete_all(prefix, folder=True), loc)
+
+    async def _best_effort(self, coro, loc: Location) -> None:
+        try:
+            await coro
+        except Exception as e:
+            self.log.warning("Checkpoint housekeeping failed for %s: %s", loc.api_path, type(e).__name__)
+
+    def _side(self, loc: Location, bucket: S3Bucket | None):
+        if loc.kind in ("home", "scratch"):
+            return PosixSide(self._posix(loc), loc.inner)
+        return S3Side(bucket, loc.inner)
+
+    async def _transfer(self, src: Location, dst: Location, move: bool) -> None:
+        src_bucket = None
+        if src.kind == "bucket":
+            src_bucket, src_info = await self._bucket(src)
+            if move and not src_info.writable:
+                raise HTTPError(
+                    403, f"Read-only bucket, cannot move out of it (copy instead): {src.api_path}"
+                )
+        dst_bucket = (await self._bucket(dst))[0] if dst.kind == "bucket" else None
+        action = "move" if move else "copy"
+        if dst.kind in ("home", "scratch") and dst.inner:
+            parent = dst.inner.rpartition("/")[0]
+            if parent and not await self._posix(dst).dir_exists(parent):
+                raise HTTPError(404, f"No such parent directory: {dst.api_path}")
+        with self._s3_errors(src.api_path, action):
+            try:
+                tree = await transfer(
+                    self._side(src, src_bucket),
+                    self._side(dst, dst_bucket),
+                    move=move,
+                    concurrency=self.transfer_concurrency,
+                    log=self.log,
+                )
+            except FileNotFoundError:
+                raise HTTPError(404, f"No such file or directory: {src.api_path}") from None
+            except SourceNotRemoved as e:
+                status = to_http_error(e.cause, src.api_path, "delete", self.log).status_code
+                raise HTTPError(
+                    status,
+                    f"Copied to {dst.api_path}, but the source could not be removed: {src.api_path}",
+                ) from None
+            except HTTPError as e:
+                if e.status_code == 409:
+                    raise HTTPError(409, f"Destination already exists: {dst.api_path}") from None
+                raise
+        if move and src_bucket is not None:
+            folder = tree.kind == "directory"
+            old = f"{src.inner}/" if folder else src.inner
+            if dst_bucket is not None and dst.bucket == src.bucket:
+                new = f"{dst.inner}/" if folder else dst.inner
+                await self._best_effort(S3Checkpoints(src_bucket).move_all(old, new, folder), src)
+            else:
+                await self._best_effort(S3Checkpoints(src_bucket).delete_all(old, folder), src)
+
+    async def rename(self, old_path, new_path):
+        src, dst = self.locate(old_path), self.locate(new_path)
+        if src.is_mount_root:
+            raise HTTPError(400, f"Cannot rename a datalake mount: {src.api_path or '/'}")
+        if dst.is_mount_root:
+            raise HTTPError(409, f"Destination is a datalake mount: {dst.api_path or '/'}")
+        self._check_home_name(dst)
+        if src.api_path == dst.api_path:
+            return
+        if dst.api_path.startswith(src.api_path + "/"):
+            raise HTTPError(400, f"Cannot move a folder into itself: {dst.api_path}")
+        if src.same_mount(dst) and src.kind in ("home", "scratch"):
+            await self._posix(src).rename(src.inner, dst.inner)
+        else:
+            await self._transfer(src, dst, move=True)
+        self.emit(data={"action": "rename", "path": dst.api_path, "source_path": src.api_path})
+
+    async def copy(self, from_path, to_path=None):
+        src = self.locate(from_path)
+        if src.is_mount_root:
+            raise HTTPError(400, f"Cannot copy a datalake mount: {src.api_path or '/'}")
+        from_dir, _, from_name = src.api_path.rpartition("/")
+        to_path = from_dir if to_path is None else self.locate(to_path).api_path
+        if await self.dir_exists(to_path):
+            name = copy_pat.sub(".", from_name)
+            to_name = await self.increment_filename(name, to_path, insert="-Copy")
+            to_path = f"{to_path}/{to_name}" if to_path else to_name
+        else:
+            parent = to_path.rpartition("/")[0]
+            if not await self.dir_exists(parent):
+                raise HTTPError(404, f"No such parent directory: {parent} to copy file in")
+        dst = self.locate(to_path)
+        if dst.is_mount_root:
+            raise HTTPError(409, f"Destination is a datalake mount: {dst.api_path}")
+        self._check_home_name(dst)
+        await self._transfer(src, dst, move=False)
+        self.emit(data={"action": "copy", "path": dst.api_path, "source_path": src.api_path})
+        return await self.get(dst.api_path, content=False)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    async def _checkpoint_call(self, path: str, posix_call, s3_call):
+        loc = self.locate(path)
+        if loc.is_mount_root:
+            raise HTTPError(400, f"No checkpoints for a folder: {loc.api_path or '/'}")
+        if loc.kind in ("home", "scratch"):
+            return await posix_call(self._posix(loc), loc.inner)
+        bucket, _ = await self._bucket(loc)
+        with self._s3_errors(loc.api_path, "checkpoint"):
+            try:
+                return await s3_call(S3Checkpoints(bucket), loc.inner)
+            except FileNotFoundError:
+                raise HTTPError(404, f"No such file or checkpoint: {loc.api_path}") from None
+
+    async def create_checkpoint(self, path):
+        return await self._checkpoint_call(
+            path, lambda m, p: m.create_checkpoint(p), lambda c, k: c.create(k)
+        )
+
+    async def list_checkpoints(self, path):
+        return await self._checkpoint_call(path, lambda m, p: m.list_checkpoints(p), lambda c, k: c.list(k))
+
+    async def restore_checkpoint(self, checkpoint_id, path):
+        return await self._checkpoint_call(
+            path,
+            lambda m, p: m.restore_checkpoint(checkpoint_id, p),
+            lambda c, k: c.restore(k, checkpoint_id),
+        )
+
+    async def delete_checkpoint(self, checkpoint_id, path):
+        return await self._checkpoint_call(
+            path,
+            lambda m, p: m.delete_checkpoint(checkpoint_id, p),
+            lambda c, k: c.delete(k, checkpoint_id),
+        )
+
+    # -- kernels ---------------------------------------------------------------------------------
+
+    async def get_kernel_path(self, path, model=None):
+        """Where a kernel for ``path`` starts, as a path the kernel manager joins to home.
+
+        Home notebooks start in their folder, scratch notebooks in theirs (a relative path from
+        home, which the kernel manager normalizes), bucket notebooks in ``bucket_kernel_dir``.
+        """
+        loc = self.locate(path)
+        if loc.kind == "home":
+            return await self.home.get_kernel_path(loc.inner)
+        if loc.kind == "scratch":
+            folder = await self.scratch.get_kernel_path(loc.inner)
+            return os.path.relpath(self.scratch.os_path(folder), os.path.abspath(self.root_dir))
+        return self.bucket_kernel_dir
+
+
+def type_name(e: BaseException) -> str:
+    return type(e).__name__

@@ -1,0 +1,110 @@
+"""API-path parsing and validation: the only place that decides what a legal path is.
+
+An API path (``/``-separated, relative to the file browser's root) is split into the mount it
+falls in (the virtual root, home, scratch or one bucket) and the path inside that mount. Bad
+input (``..``, NUL bytes, over-long names, malformed bucket folders) is refused here with a 400,
+before any backend sees it, so no backend has to defend itself against an escape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from tornado.web import HTTPError
+
+MountKind = Literal["root", "home", "scratch", "bucket"]
+
+#: POSIX NAME_MAX; S3 has no per-segment limit but a whole key is at most 1024 bytes.
+MAX_NAME_BYTES = 255
+MAX_KEY_BYTES = 1024
+MAX_PATH_BYTES = 4096
+SCRATCH_NAME = "scratch"
+# S3 bucket naming rules (what Ceph RGW and AWS accept), checked before any request is made.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an API path points: ``kind`` and ``bucket`` name the mount, ``inner`` the path in it."""
+
+    api_path: str
+    kind: MountKind
+    inner: str = ""
+    bucket: str = ""
+
+    @property
+    def is_mount_root(self) -> bool:
+        """True for the virtual root and for the top folder of a mount (scratch, a bucket)."""
+        return self.kind == "root" or (self.kind in ("scratch", "bucket") and not self.inner)
+
+    @property
+    def name(self) -> str:
+        return self.api_path.rsplit("/", 1)[-1]
+
+    def same_mount(self, other: Location) -> bool:
+        return self.kind == other.kind and self.bucket == other.bucket
+
+    def child(self, rel: str) -> Location:
+        """The location ``rel`` (a relative ``/`` path) below this one, in the same mount."""
+        if not rel:
+            return self
+        join = lambda a, b: f"{a}/{b}" if a else b  # noqa: E731
+        return Location(join(self.api_path, rel), self.kind, join(self.inner, rel), self.bucket)
+
+
+def normalize(path: str) -> str:
+    """Strip the outer slashes and refuse anything that is not a plain relative path."""
+    if not isinstance(path, str):
+        raise HTTPError(400, "Path must be a string")
+    if "\x00" in path:
+        raise HTTPError(400, "Path contains a NUL byte")
+    path = path.strip("/")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise HTTPError(400, "Path is too long")
+    if not path:
+        return ""
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise HTTPError(400, f"Invalid path (empty, '.' or '..' segment): {path}")
+        try:
+            size = len(part.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise HTTPError(400, f"Invalid path (not valid unicode): {path!r}") from None
+        if size > MAX_NAME_BYTES:
+            raise HTTPError(400, f"Name too long (over {MAX_NAME_BYTES} bytes): {path}")
+    return path
+
+
+class PathRouter:
+    """Splits API paths into mounts, given the mount names currently configured."""
+
+    def __init__(self, bucket_prefix: str, scratch_enabled: bool) -> None:
+        if not bucket_prefix or "/" in bucket_prefix:
+            raise ValueError("bucket prefix must be a non-empty name without '/'")
+        self.bucket_prefix = bucket_prefix
+        self.scratch_enabled = scratch_enabled
+
+    def bucket_folder(self, bucket: str) -> str:
+        return f"{self.bucket_prefix}{bucket}"
+
+    def is_reserved_top_name(self, name: str) -> bool:
+        """Names at the top of home that a mount shadows: writing them in home is refused."""
+        return name.startswith(self.bucket_prefix) or (self.scratch_enabled and name == SCRATCH_NAME)
+
+    def locate(self, path: str) -> Location:
+        path = normalize(path)
+        if not path:
+            return Location("", "root")
+        top, _, rest = path.partition("/")
+        if self.scratch_enabled and top == SCRATCH_NAME:
+            return Location(path, "scratch", rest)
+        if top.startswith(self.bucket_prefix):
+            bucket = top[len(self.bucket_prefix) :]
+            if not _BUCKET_RE.match(bucket) or ".." in bucket:
+                raise HTTPError(404, f"No such bucket: {top}")
+            if len(rest.encode("utf-8")) > MAX_KEY_BYTES:
+                raise HTTPError(400, f"Path is too long for an S3 key: {path}")
+            return Location(path, "bucket", rest, bucket)
+        return Location(path, "home", path)

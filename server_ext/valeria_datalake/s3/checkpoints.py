@@ -1,0 +1,81 @@
+"""Checkpoints of bucket files, kept in the same bucket under a hidden prefix (never in local /tmp).
+
+One checkpoint per file, like jupyter-server's file checkpoints: ``.valeria_checkpoints/<key>``.
+Creating and restoring are server-side copies (no bytes through the notebook server).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .backend import S3Bucket, gather_bounded
+from .models import CHECKPOINT_PREFIX
+
+CHECKPOINT_ID = "checkpoint"
+
+
+def checkpoint_key(key: str) -> str:
+    return f"{CHECKPOINT_PREFIX}{key}"
+
+
+def _model(last_modified: datetime) -> dict[str, Any]:
+    return {"id": CHECKPOINT_ID, "last_modified": last_modified}
+
+
+class S3Checkpoints:
+    """Checkpoint operations for one bucket, by object key."""
+
+    def __init__(self, bucket: S3Bucket) -> None:
+        self.bucket = bucket
+
+    async def create(self, key: str) -> dict[str, Any]:
+        await self.bucket.copy_in(self.bucket.bucket, key, checkpoint_key(key), size=0)
+        return _model(datetime.now(timezone.utc))
+
+    async def list(self, key: str) -> list[dict[str, Any]]:
+        try:
+            entry = await self.bucket.head(checkpoint_key(key))
+        except FileNotFoundError:
+            return []
+        return [_model(entry.last_modified)]
+
+    async def restore(self, key: str, checkpoint_id: str) -> None:
+        if checkpoint_id != CHECKPOINT_ID:
+            raise FileNotFoundError(checkpoint_id)
+        await self.bucket.copy_in(self.bucket.bucket, checkpoint_key(key), key, size=0)
+
+    async def delete(self, key: str, checkpoint_id: str) -> None:
+        if checkpoint_id != CHECKPOINT_ID:
+            raise FileNotFoundError(checkpoint_id)
+        await self.bucket.delete_keys([checkpoint_key(key)])
+
+    async def delete_all(self, key: str, folder: bool = False) -> None:
+        """Drop the checkpoint of a file, or of every file below a folder (``key`` ends with /)."""
+        if folder:
+            keys = [e.key for e in await self.bucket.list_tree(checkpoint_key(key))]
+        else:
+            keys = [checkpoint_key(key)]
+        if keys:
+            await self.bucket.delete_keys(keys)
+
+    async def move_all(self, old: str, new: str, folder: bool = False, limit: int = 16) -> None:
+        """Follow a rename: copy the checkpoint(s) to the new key(s), then drop the old ones."""
+        if folder:
+            entries = await self.bucket.list_tree(checkpoint_key(old))
+        else:
+            try:
+                entries = [await self.bucket.head(checkpoint_key(old))]
+            except FileNotFoundError:
+                return
+        if not entries:
+            return
+        old_ck, new_ck = checkpoint_key(old), checkpoint_key(new)
+        await gather_bounded(
+            [
+                self.bucket.copy_in(self.bucket.bucket, e.key, new_ck + e.key[len(old_ck) :], e.size)
+                for e in entries
+            ],
+            limit,
+        )
+        await self.bucket.delete_keys([e.key for e in entries])

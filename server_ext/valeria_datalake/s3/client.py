@@ -1,0 +1,113 @@
+"""The one place that builds the S3 client: an async ``s3fs.S3FileSystem`` from plain settings.
+
+Settings come from the environment the hub injects (see docs/environment.md) or from the contents
+manager's traitlets. Defaults are chosen so that an unreachable endpoint is reported in seconds
+(short connect timeout, few retries) and so that Ceph RGW works (path-style addressing, custom CA
+bundle, checksums only when required: RGW 16 rejects aws-chunked checksum trailers with 411).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from s3fs import S3FileSystem
+
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Everything needed to talk to the datalake's S3 endpoint as one user.
+
+    The credential fields are excluded from ``repr`` so that logging a settings object can never
+    print a secret.
+    """
+
+    endpoint_url: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    region: str = "us-east-1"
+    ca_bundle: str | None = None
+    path_style: bool = True
+    #: botocore's ``request_checksum_calculation``/``response_checksum_validation``
+    checksum_calculation: str = "when_required"
+    checksum_validation: str = "when_required"
+    #: seconds a directory listing stays in s3fs's own cache (s3fs keeps it forever by default)
+    listings_cache_ttl: float = 10.0
+    connect_timeout: float = 3.0
+    read_timeout: float = 30.0
+    #: total attempts per request (botocore standard retry mode, and s3fs's own transport retries)
+    max_attempts: int = 2
+    max_pool_connections: int = 32
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.access_key_id and self.secret_access_key)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> S3Settings:
+        """Read the hub → notebook contract; ``overrides`` (non-empty values) win."""
+        env = os.environ if environ is None else environ
+        endpoint = next((env[v] for v in ENDPOINT_VARIABLES if env.get(v)), None)
+        settings = cls(
+            endpoint_url=endpoint,
+            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1",
+            ca_bundle=env.get("AWS_CA_BUNDLE") or None,
+            checksum_calculation=(env.get("AWS_REQUEST_CHECKSUM_CALCULATION") or "when_required").lower(),
+            checksum_validation=(env.get("AWS_RESPONSE_CHECKSUM_VALIDATION") or "when_required").lower(),
+        )
+        return replace(settings, **{k: v for k, v in overrides.items() if v not in (None, "")})
+
+
+def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
+    """An async S3 filesystem bound to the running event loop (call it from a coroutine).
+
+    Never cached by fsspec (each server, and each test server, gets its own client). Raises
+    ``ValueError`` without credentials: anonymous access to the datalake is never intended.
+    """
+    if not settings.has_credentials:
+        raise ValueError("no S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    client_kwargs: dict[str, object] = {"region_name": settings.region}
+    if settings.ca_bundle:
+        client_kwargs["verify"] = settings.ca_bundle
+    config_kwargs: dict[str, object] = {
+        "connect_timeout": settings.connect_timeout,
+        "read_timeout": settings.read_timeout,
+        "retries": {"max_attempts": settings.max_attempts, "mode": "standard"},
+        "request_checksum_calculation": settings.checksum_calculation,
+        "response_checksum_validation": settings.checksum_validation,
+        "max_pool_connections": settings.max_pool_connections,
+    }
+    if settings.path_style:
+        config_kwargs["s3"] = {"addressing_style": "path"}
+    fs = S3FileSystem(
+        key=settings.access_key_id,
+        secret=settings.secret_access_key,
+        token=settings.session_token,
+        endpoint_url=settings.endpoint_url,
+        client_kwargs=client_kwargs,
+        config_kwargs=config_kwargs,
+        asynchronous=True,
+        loop=asyncio.get_running_loop(),
+        skip_instance_cache=True,
+        use_listings_cache=True,
+        listings_expiry_time=settings.listings_cache_ttl,
+    )
+    # s3fs retries transport errors 5 times with backoff by default: "S3 down" would take ~10 s.
+    fs.retries = max(1, settings.max_attempts)
+    return fs
+
+
+async def close_s3_filesystem(fs: S3FileSystem) -> None:
+    """Close the aiobotocore client (and its connection pool) of ``fs``."""
+    creator = getattr(fs, "_s3creator", None)
+    if creator is not None and getattr(fs, "_s3", None) is not None:
+        fs._s3 = None
+        await creator.__aexit__(None, None, None)
