@@ -59,7 +59,7 @@ test-fast: setup
 
 lint: python-deps
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/yamllint -s openshift/
+	$(VENV)/bin/yamllint -s -c openshift/.yamllint openshift/
 	@for f in $$(find images -name Dockerfile); do echo "hadolint $$f"; $(VENV)/bin/hadolint $$f || exit 1; done
 
 demo: setup
