@@ -16,6 +16,7 @@ import json
 import time
 from urllib.parse import urlencode
 
+from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
@@ -23,6 +24,13 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Integer, Unicode, default
 
 from .errors import SpawnRefused
+
+# JupyterHub 6.1 bug: BaseHandler.refresh_auth reads self._token_authenticated, which is only set
+# for token-authenticated requests; a cookie-authenticated API spawn whose refresh fails then dies
+# with AttributeError (500) instead of "login again" (403). The rest of JupyterHub reads it with
+# getattr(..., False): give the class that default.
+if not hasattr(BaseHandler, "_token_authenticated"):
+    BaseHandler._token_authenticated = False
 
 _KEYCLOAK_DOWN = "The login service (Keycloak) is not reachable right now. Please try again in a few minutes."
 
