@@ -1,0 +1,277 @@
+"""JupyterLab's chunked uploads as S3 multipart uploads.
+
+JupyterLab uploads a large file as 1 MiB base64 chunks numbered 1..n, then -1 for the last one,
+one request at a time, with no upload id and no total size. Appending to an S3 object is not
+possible, and re-uploading the object for every chunk is O(n²) bytes, so the chunks are buffered
+into parts of at least ``part_size`` bytes, each part is uploaded as soon as it fills, and the
+multipart upload is completed on chunk -1. Until then the object does not exist: an interrupted
+upload leaves nothing visible, and is aborted on error, when chunk 1 of a new upload to the same
+path arrives, and after ``idle_timeout`` seconds without a chunk. A file that never fills a part
+is written with one PutObject at chunk -1. Memory held per upload is about one part.
+
+One instance serves one notebook server, which belongs to one user: uploads are keyed by
+(bucket, key). All S3 calls go through s3fs's async API; nothing blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tornado import web
+
+#: S3 refuses parts under 5 MiB (except the last) and allows at most 10,000 parts.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+
+
+class UploadError(web.HTTPError):
+    """A chunked upload that cannot go on; the S3 side has already been aborted."""
+
+
+@dataclass
+class _Upload:
+    bucket: str
+    key: str
+    next_chunk: int = 1
+    upload_id: str | None = None
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    buffered: int = 0
+    size: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    done: bool = False
+
+
+class MultipartUploads:
+    """Chunked uploads in progress for one notebook server.
+
+    ``fs`` is an ``s3fs.S3FileSystem`` (used through its async ``_call_s3``), ``part_size`` the
+    smallest part uploaded (>= 5 MiB), ``idle_timeout`` seconds after which an upload that
+    received no chunk is aborted by :meth:`abort_idle` (run periodically once :meth:`start`
+    was called).
+    """
+
+    def __init__(
+        self,
+        fs: Any,
+        *,
+        part_size: int = 8 * 1024 * 1024,
+        idle_timeout: float = 3600.0,
+        log: logging.Logger | None = None,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum part size)")
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        self.fs = fs
+        self.part_size = part_size
+        self.idle_timeout = idle_timeout
+        self.log = log or logging.getLogger(__name__)
+        self._uploads: dict[tuple[str, str], _Upload] = {}
+        self._reaper: asyncio.Task | None = None
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def in_progress(self, bucket: str, key: str) -> bool:
+        """Whether a chunked upload to ``bucket/key`` has started and not finished."""
+        return (bucket, key) in self._uploads
+
+    def pending(self) -> list[tuple[str, str]]:
+        """(bucket, key) of every upload in progress."""
+        return list(self._uploads)
+
+    async def add_chunk(self, bucket: str, key: str, chunk: int, data: bytes) -> bool:
+        """Take chunk number ``chunk`` (1..n, then -1 for the last) of ``bucket/key``.
+
+        Returns True when chunk -1 completed the object. Raises :class:`UploadError` (4xx) for
+        chunks out of order, and re-raises S3 errors; in both cases the upload is aborted first.
+        """
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or (chunk < 1 and chunk != -1):
+            await self.abort(bucket, key)
+            raise UploadError(400, f"Invalid chunk number {chunk!r}: expected 1, 2, ... then -1")
+        ident = (bucket, key)
+        if chunk == 1:
+            previous = self._uploads.pop(ident, None)
+            if previous is not None:
+                self.log.info("New upload to %s/%s: aborting the unfinished one", bucket, key)
+                await self._abort_upload(previous)
+            upload = self._uploads[ident] = _Upload(bucket, key)
+        else:
+            upload = self._uploads.get(ident)
+            if upload is None:
+                raise UploadError(
+                    409,
+                    f"No upload of {key!r} in progress (expired or interrupted): upload the file again",
+                )
+        async with upload.lock:
+            if upload.done or self._uploads.get(ident) is not upload:
+                raise UploadError(409, f"The upload of {key!r} was aborted: upload the file again")
+            if chunk != -1 and chunk != upload.next_chunk:
+                expected = upload.next_chunk
+                await self._drop(upload)
+                raise UploadError(
+                    400, f"Chunk {chunk} of {key!r} out of order (expected {expected}): upload aborted"
+                )
+            upload.last_activity = time.monotonic()
+            try:
+                upload.chunks.append(bytes(data))
+                upload.buffered += len(data)
+                upload.size += len(data)
+                if upload.buffered >= self.part_size:
+                    await self._flush_part(upload)
+                if chunk == -1:
+                    await self._complete(upload)
+                    return True
+                upload.next_chunk += 1
+                upload.last_activity = time.monotonic()
+                return False
+            except BaseException:
+                await self._drop(upload)
+                raise
+
+    async def abort(self, bucket: str, key: str) -> bool:
+        """Abort the upload to ``bucket/key`` if one is in progress; True if there was one."""
+        upload = self._uploads.get((bucket, key))
+        if upload is None:
+            return False
+        async with upload.lock:
+            await self._drop(upload)
+        return True
+
+    async def abort_idle(self) -> int:
+        """Abort every upload that received no chunk for ``idle_timeout`` seconds; returns how many."""
+        now = time.monotonic()
+        stale = [u for u in list(self._uploads.values()) if now - u.last_activity >= self.idle_timeout]
+        aborted = 0
+        for upload in stale:
+            if upload.lock.locked():  # a chunk is being written right now: not idle
+                continue
+            aborted += 1
+            self.log.warning(
+                "Aborting the upload of %s/%s: no chunk for %.0f s",
+                upload.bucket,
+                upload.key,
+                self.idle_timeout,
+            )
+            async with upload.lock:
+                await self._drop(upload)
+        return aborted
+
+    def start(self, interval: float | None = None) -> None:
+        """Run :meth:`abort_idle` every ``interval`` seconds (default: a tenth of the idle timeout)."""
+        if self._reaper is None or self._reaper.done():
+            every = interval if interval is not None else max(0.05, min(60.0, self.idle_timeout / 10))
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_forever(every))
+
+    async def close(self) -> None:
+        """Stop the periodic task and abort every unfinished upload (server shutdown)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for bucket, key in self.pending():
+            with contextlib.suppress(Exception):
+                await self.abort(bucket, key)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _reap_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.abort_idle()
+            except Exception:  # keep reaping: one failed abort must not stop the others
+                self.log.exception("Aborting idle uploads failed")
+
+    async def _flush_part(self, upload: _Upload) -> None:
+        if upload.upload_id is None:
+            resp = await self.fs._call_s3("create_multipart_upload", Bucket=upload.bucket, Key=upload.key)
+            upload.upload_id = resp["UploadId"]
+        number = len(upload.parts) + 1
+        if number > MAX_PARTS:
+            raise UploadError(413, f"{upload.key!r} is too large: more than {MAX_PARTS} parts")
+        body = self._take_buffer(upload)
+        resp = await self.fs._call_s3(
+            "upload_part",
+            Bucket=upload.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        upload.parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+        del body
+
+    async def _complete(self, upload: _Upload) -> None:
+        if upload.upload_id is None:
+            # Never filled a part: one plain PutObject, nothing to clean up on failure.
+            body = self._take_buffer(upload)
+            await self.fs._call_s3("put_object", Bucket=upload.bucket, Key=upload.key, Body=body)
+            del body
+        else:
+            if upload.chunks:
+                await self._flush_part(upload)
+            await self.fs._call_s3(
+                "complete_multipart_upload",
+                Bucket=upload.bucket,
+                Key=upload.key,
+                UploadId=upload.upload_id,
+                MultipartUpload={"Parts": upload.parts},
+            )
+        upload.done = True
+        self._uploads.pop((upload.bucket, upload.key), None)
+        self._invalidate(upload)
+        self.log.info(
+            "Uploaded %s/%s: %d bytes in %d part(s)",
+            upload.bucket,
+            upload.key,
+            upload.size,
+            max(1, len(upload.parts)),
+        )
+
+    async def _drop(self, upload: _Upload) -> None:
+        """Forget ``upload`` and abort it on S3 (caller holds its lock)."""
+        if self._uploads.get((upload.bucket, upload.key)) is upload:
+            del self._uploads[(upload.bucket, upload.key)]
+        await self._abort_upload(upload)
+
+    async def _abort_upload(self, upload: _Upload) -> None:
+        upload.done = True
+        upload.chunks.clear()
+        upload.buffered = 0
+        upload_id, upload.upload_id = upload.upload_id, None
+        if upload_id is None:
+            return
+        try:
+            await self.fs._call_s3(
+                "abort_multipart_upload", Bucket=upload.bucket, Key=upload.key, UploadId=upload_id
+            )
+        except FileNotFoundError:
+            pass  # already gone (completed or aborted elsewhere)
+        except Exception as e:  # S3 drops unfinished uploads by its own lifecycle rules too
+            self.log.warning(
+                "Could not abort the upload of %s/%s: %s", upload.bucket, upload.key, type(e).__name__
+            )
+
+    @staticmethod
+    def _take_buffer(upload: _Upload) -> bytes:
+        """The buffered chunks as one part; the chunks are released before the part is sent.
+
+        botocore copies a ``bytearray`` body once more than a ``bytes`` one, hence chunks + join.
+        """
+        body = b"".join(upload.chunks)
+        upload.chunks.clear()
+        upload.buffered = 0
+        return body
+
+    def _invalidate(self, upload: _Upload) -> None:
+        """Tell s3fs's listing cache the object now exists."""
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache(f"{upload.bucket}/{upload.key}")
