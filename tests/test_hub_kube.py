@@ -252,3 +252,69 @@ def test_check_pod_refuses_plain_secret_and_foreign_nfs():
     ]
     with pytest.raises(SpawnRefused):
         check_pod(foreign, PLAN, "s")
+
+
+# --- the same spawner, with its plan from the real OpenBao and a real user token -----------------
+
+
+class RecordingCoreV1(FakeCoreV1):
+    """Stands in for the Kubernetes API: records every pod creation (none may happen on refusal)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pods = []
+
+    async def create_namespaced_pod(self, namespace, body):
+        self.pods.append(body)
+
+
+def vault_spawner(openbao, tokens, **settings_env):
+    settings = HubSettings.from_env(
+        hub_env(VALERIA_VAULT_ADDR=openbao.addr, VALERIA_VAULT_RETRIES="0", **settings_env)
+    )
+
+    class User(_User):
+        async def get_auth_state(self):
+            return {"access_token": tokens["access_token"], "oauth_user": {"preferred_username": "alice"}}
+
+    spawner = ValeriaKubeSpawner(
+        _mock=True,
+        user=User(),
+        valeria_settings=settings,
+        namespace="valeria",
+        profile_list=[p.as_kubespawner() for p in settings.profiles],
+    )
+    spawner.api_token = API_TOKEN
+    spawner.api = RecordingCoreV1()
+    return spawner
+
+
+@pytest.mark.hub
+async def test_pod_from_real_vault_plan(kubeconfig, openbao, oidc_provider):
+    from tests.fixtures.services import HUB_CALLBACK, OIDC_CLIENT_SECRET, VAULT_USERS
+
+    tokens = oidc_provider.login("alice", "jupyterhub", OIDC_CLIENT_SECRET, HUB_CALLBACK)
+    spawner = vault_spawner(openbao, tokens)
+    uid, gid, groups, access, secret = VAULT_USERS["alice"]
+    spawner.apply_plan(await spawner.make_plan())
+    await spawner.load_user_options()
+    pod = ApiClient().sanitize_for_serialization(
+        spawner.modify_pod_hook(spawner, await spawner.get_pod_manifest())
+    )
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] == uid
+    assert pod["spec"]["securityContext"]["supplementalGroups"] == groups
+    assert secret not in json.dumps(pod) and tokens["access_token"] not in json.dumps(pod)
+
+
+@pytest.mark.hub
+async def test_refused_plan_creates_nothing(kubeconfig, openbao, oidc_provider):
+    from tests.fixtures.services import HUB_CALLBACK, OIDC_CLIENT_SECRET
+
+    tokens = oidc_provider.login("alice", "jupyterhub", OIDC_CLIENT_SECRET, HUB_CALLBACK)
+    spawner = vault_spawner(openbao, tokens, VALERIA_VAULT_IDENTITY_PATH="valeria/users/{username}/absent")
+    with pytest.raises(SpawnRefused) as info:
+        await spawner.start()
+    assert info.value.reason == "missing"
+    assert spawner.api.pods == [] and spawner.api.created == []
+    assert spawner.plan is None
