@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .manager import DatalakeContentsManager
+if TYPE_CHECKING:
+    from .manager import DatalakeContentsManager
 
-__all__ = ["DatalakeContentsManager"]
+__version__ = "0.1.0"
+__all__ = ["DatalakeContentsManager", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: `jupyter server extension list` need not load s3fs and botocore
+    if name == "DatalakeContentsManager":
+        from .manager import DatalakeContentsManager
+
+        return DatalakeContentsManager
+    raise AttributeError(name)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

@@ -31,6 +31,8 @@ from .s3.errors import classify, s3_error_code
 from .s3.models import CHECKPOINT_PREFIX, EPOCH, as_utc
 
 PROBE_UPLOAD_ID = "valeria-write-probe-00000000"
+#: S3 error codes that mean the keys themselves are wrong (not just a missing permission)
+CREDENTIAL_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ class BucketDiscovery:
             list_error = e
         if list_error is not None:
             status = classify(list_error)
-            if status >= 500 or not self.shared:
+            bad_credentials = s3_error_code(list_error) in CREDENTIAL_ERRORS
+            if status >= 500 or bad_credentials or not self.shared:
                 what = "S3 unreachable" if status >= 500 else "credentials rejected by S3"
                 self._problem(what, list_error)
                 message = {503: "The datalake storage (S3) is unreachable", 403: "S3 refused the credentials"}

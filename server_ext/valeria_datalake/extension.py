@@ -30,10 +30,24 @@ def register_handlers(serverapp: Any) -> None:
         serverapp.web_app.add_handlers(".*$", handlers)
 
 
+def _close_on_shutdown(serverapp: Any, cm: DatalakeContentsManager) -> None:
+    """Close the S3 connection pool when the server cleans up its extensions."""
+    cleanup_extensions = serverapp.cleanup_extensions
+
+    async def cleanup_then_close() -> None:
+        try:
+            await cleanup_extensions()
+        finally:
+            await cm.close()
+
+    serverapp.cleanup_extensions = cleanup_then_close
+
+
 def load(serverapp: Any) -> None:
     cm = serverapp.contents_manager
     if isinstance(cm, DatalakeContentsManager):
         register_handlers(serverapp)
+        _close_on_shutdown(serverapp, cm)
         serverapp.log.info(
             "valeria_datalake: home %s, scratch %s, buckets as %s*",
             cm.root_dir,

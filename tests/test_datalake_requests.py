@@ -1,0 +1,276 @@
+"""What the S3 server sees: request budgets, faults injected mid-way, S3 down, secrets never leak.
+
+Runs against moto, whose server counts every request by S3 operation (``moto_site.counter``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+
+import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
+
+from tests.fixtures.s3 import (
+    BIG_COUNT,
+    NOTEBOOK,
+    OWN_BUCKET,
+    SHARED_RO,
+    World,
+    datalake_server_config,
+    free_port,
+    on_server_loop,
+)
+
+OWN = f"datalake_{OWN_BUCKET}"
+
+
+@pytest.fixture
+def jp_server_config(moto_world: World, tmp_path, monkeypatch):
+    return datalake_server_config(moto_world.site, tmp_path, monkeypatch)
+
+
+def ops(world: World) -> dict[str, int]:
+    return world.site.counter.stats()["ops"]
+
+
+def keys(world: World, prefix: str, bucket: str = OWN_BUCKET) -> set[str]:
+    client = world.client()
+    out = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out.update(o["Key"] for o in page.get("Contents", []))
+    return out
+
+
+# -- request budgets -----------------------------------------------------------------------------
+
+
+@on_server_loop
+async def test_startup_and_discovery_never_write(api, moto_world):
+    moto_world.site.counter.reset()
+    code, _ = await api("GET", "")
+    assert code == 200
+    seen = ops(moto_world)
+    n_buckets = len(moto_world.client("valeria-admin").list_buckets()["Buckets"])
+    # one ListBuckets, one cheap read probe per bucket, one write-permission probe per shared bucket
+    assert seen == {"ListBuckets": 1, "ListObjectsV2": n_buckets, "AbortMultipartUpload": 2}
+
+
+@on_server_loop
+async def test_listing_costs_one_list_call_per_1000_objects_and_no_head(api, moto_world, big_bucket):
+    await api("GET", "")
+    moto_world.site.counter.reset()
+    code, m = await api("GET", f"datalake_{big_bucket}/many")
+    assert code == 200 and len(m["content"]) == BIG_COUNT
+    assert ops(moto_world) == {"ListObjectsV2": math.ceil(BIG_COUNT / 1000)}
+
+    # JupyterLab re-lists the open folder every 10 s: within the cache TTL that costs nothing
+    moto_world.site.counter.reset()
+    code, m = await api("GET", f"datalake_{big_bucket}/many")
+    assert code == 200 and len(m["content"]) == BIG_COUNT
+    assert ops(moto_world) == {}
+
+
+@on_server_loop
+async def test_root_listing_with_warm_bucket_cache_costs_nothing(api, moto_world):
+    await api("GET", "")
+    moto_world.site.counter.reset()
+    for _ in range(3):
+        code, m = await api("GET", "", content=1)
+        assert code == 200 and any(e["name"] == OWN for e in m["content"])
+    assert ops(moto_world) == {}
+
+
+@on_server_loop
+async def test_opening_a_notebook_costs_at_most_two_requests(api, jp_fetch, moto_world):
+    await api("GET", "")
+    moto_world.site.counter.reset()
+    # what JupyterLab does when a notebook is opened: the model with content, then its checkpoints
+    code, m = await api("GET", f"{OWN}/analysis.ipynb", type="notebook", content=1, hash=1)
+    assert code == 200 and m["content"]["cells"] and m["hash"]
+    r = await jp_fetch("api", "contents", OWN, "analysis.ipynb", "checkpoints", method="GET")
+    assert r.code == 200
+    seen = ops(moto_world)
+    assert sum(seen.values()) <= 2, seen
+    assert seen.get("GetObject") == 1
+
+
+@on_server_loop
+async def test_our_writes_drop_the_listing_cache(api, moto_world):
+    d = moto_world.unique("cache")
+    await api("PUT", f"{OWN}/{d}/a.txt", {"type": "file", "format": "text", "content": "a"})
+    _, m = await api("GET", f"{OWN}/{d}")
+    assert [e["name"] for e in m["content"]] == ["a.txt"]
+    await api("PUT", f"{OWN}/{d}/b.txt", {"type": "file", "format": "text", "content": "b"})
+    _, m = await api("GET", f"{OWN}/{d}")
+    assert sorted(e["name"] for e in m["content"]) == ["a.txt", "b.txt"]
+
+
+@on_server_loop
+async def test_folder_rename_is_server_side_copies(api, moto_world):
+    d = moto_world.unique("srv")
+    client = moto_world.client()
+    for i in range(12):
+        client.put_object(Bucket=OWN_BUCKET, Key=f"{d}/src/{i:02d}.bin", Body=os.urandom(1000))
+    moto_world.site.counter.reset()
+    code, _ = await api("PATCH", f"{OWN}/{d}/src", {"path": f"{OWN}/{d}/dst"})
+    assert code == 200
+    seen = ops(moto_world)
+    assert seen["CopyObject"] == 12
+    assert "GetObject" not in seen and "PutObject" not in seen  # no bytes through the server
+    assert seen["DeleteObjects"] == 1  # one bulk delete, after the copies were verified
+    assert keys(moto_world, f"{d}/") == {f"{d}/dst/{i:02d}.bin" for i in range(12)}
+
+
+# -- faults in the middle of a move: the source survives -----------------------------------------
+
+
+@on_server_loop
+async def test_home_to_bucket_move_with_a_failing_put_keeps_the_source(api, moto_world, jp_root_dir):
+    d = moto_world.unique("fault-up")
+    src = jp_root_dir / d
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.txt").write_text(f"data {i}")
+    moto_world.site.counter.inject_fault("PutObject", 500, key_contains=f"{d}/f3.txt", times=10)
+    code, m = await api("PATCH", d, {"path": f"{OWN}/{d}"})
+    assert code == 503 and d in m["message"]
+    assert sorted(p.name for p in src.iterdir()) == [f"f{i}.txt" for i in range(6)]
+    assert all((src / f"f{i}.txt").read_text() == f"data {i}" for i in range(6))
+    assert keys(moto_world, f"{d}/") == set()  # the half-made copy was removed
+    moto_world.site.counter.reset()
+
+
+@on_server_loop
+async def test_bucket_to_home_move_with_a_failing_get_keeps_the_source(api, moto_world, jp_root_dir):
+    d = moto_world.unique("fault-down")
+    client = moto_world.client()
+    for i in range(6):
+        client.put_object(Bucket=OWN_BUCKET, Key=f"{d}/sub/f{i}.txt", Body=f"data {i}".encode())
+    moto_world.site.counter.inject_fault("GetObject", 500, key_contains=f"{d}/sub/f4.txt", times=10)
+    code, m = await api("PATCH", f"{OWN}/{d}", {"path": d})
+    assert code == 503
+    assert keys(moto_world, f"{d}/") == {f"{d}/sub/f{i}.txt" for i in range(6)}
+    assert not (jp_root_dir / d).exists()
+    moto_world.site.counter.reset()
+
+
+@on_server_loop
+async def test_bucket_folder_rename_with_a_failing_copy_keeps_the_source(api, moto_world):
+    d = moto_world.unique("fault-copy")
+    client = moto_world.client()
+    for i in range(6):
+        client.put_object(Bucket=OWN_BUCKET, Key=f"{d}/a/f{i}.txt", Body=b"x")
+    moto_world.site.counter.reset()
+    moto_world.site.counter.inject_fault("CopyObject", 500, key_contains=f"{d}/b/f2.txt", times=10)
+    code, _ = await api("PATCH", f"{OWN}/{d}/a", {"path": f"{OWN}/{d}/b"})
+    assert code == 503
+    assert keys(moto_world, f"{d}/") == {f"{d}/a/f{i}.txt" for i in range(6)}
+    deleted = [p for op, p in moto_world.site.counter.stats()["requests"] if op.startswith("Delete")]
+    assert not any("/a/" in p for p in deleted)
+    moto_world.site.counter.reset()
+
+
+# -- S3 down, wrong credentials, outages ---------------------------------------------------------
+
+
+@pytest.fixture
+def dead_s3(jp_server_config, monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}"
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL"):
+        monkeypatch.setenv(name, url)
+    return url
+
+
+@on_server_loop
+async def test_s3_down_home_keeps_working(dead_s3, api, jp_root_dir, jp_serverapp, caplog):
+    caplog.set_level(logging.INFO)
+    (jp_root_dir / "still-here.txt").write_text("home works")
+    code, root = await api("GET", "")
+    assert code == 200
+    names = {e["name"] for e in root["content"]}
+    assert "still-here.txt" in names and "scratch" in names
+    assert not any(n.startswith("datalake_") for n in names)
+    code, m = await api("GET", "still-here.txt", type="file")
+    assert code == 200 and m["content"] == "home works"
+    code, m = await api("GET", f"{OWN}/notes.txt")
+    assert code == 503 and f"{OWN}/notes.txt" in m["message"]
+    jp_serverapp.contents_manager.discovery.invalidate()
+    code, _ = await api("GET", "")
+    assert code == 200
+    said = [r for r in caplog.records if "bucket discovery" in r.getMessage()]
+    assert len(said) == 1 and "unreachable" in said[0].getMessage()  # said once, and why
+
+
+@on_server_loop
+async def test_wrong_credentials_home_keeps_working(monkeypatch, api, jp_root_dir, caplog):
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-right-secret-0123456789")
+    code, root = await api("GET", "")
+    assert code == 200 and not any(e["name"].startswith("datalake_") for e in root["content"])
+    code, m = await api("GET", f"{OWN}/notes.txt")
+    assert code == 403
+    assert "not-the-right-secret" not in caplog.text
+    assert any("credentials rejected" in r.getMessage() for r in caplog.records)
+
+
+@on_server_loop
+async def test_s3_outage_during_a_session_is_503_naming_the_path(api, moto_world):
+    await api("GET", "")
+    moto_world.site.counter.inject_fault("ListObjectsV2", 503, key_contains="", times=10)
+    code, m = await api("GET", f"{OWN}/spark")
+    assert code == 503 and m["message"].endswith(f"{OWN}/spark")
+    code, _ = await api("GET", "")  # home and the cached bucket list still answer
+    assert code == 200
+    moto_world.site.counter.reset()
+
+
+@on_server_loop
+async def test_a_newly_granted_bucket_appears_without_restart(api, moto_world, jp_serverapp):
+    jp_serverapp.contents_manager.discovery.ttl = 0.2
+    await api("GET", "")
+    bucket = f"alice-{moto_world.unique('new')}"
+    moto_world.client().create_bucket(Bucket=bucket)
+    await asyncio.sleep(0.3)
+    _, root = await api("GET", "")
+    assert f"datalake_{bucket}" in {e["name"] for e in root["content"]}
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+
+@on_server_loop
+async def test_secret_key_never_in_logs_or_responses(api, jp_fetch, moto_world, caplog, jp_root_dir):
+    caplog.set_level(logging.DEBUG)
+    user = moto_world.site.user("alice")
+    secret = user.secret_key
+    bodies: list[str] = []
+
+    async def call(*args, **kw):
+        code, body = await api(*args, **kw)
+        bodies.append(json.dumps(body, default=str))
+        return code
+
+    d = moto_world.unique("secret")
+    (jp_root_dir / "x.txt").write_text("x")
+    await call("GET", "")
+    await call("GET", OWN)
+    await call("GET", f"{OWN}/notes.txt", type="file", hash=1)
+    await call("PUT", f"{OWN}/{d}/n.ipynb", {"type": "notebook", "content": NOTEBOOK})
+    await call("PUT", f"datalake_{SHARED_RO}/{d}.txt", {"type": "file", "format": "text", "content": "no"})
+    await call("GET", "datalake_bob-private/secret-plans.txt")
+    await call("PATCH", "x.txt", {"path": f"{OWN}/{d}/x.txt"})
+    moto_world.site.counter.inject_fault("GetObject", 500, times=10)
+    await call("GET", f"{OWN}/notes.txt", type="file")
+    moto_world.site.counter.reset()
+    r = await jp_fetch("files", OWN, "notes.txt", method="GET")
+    bodies.append(r.body.decode())
+    await call("DELETE", f"{OWN}/{d}")
+    for body in bodies:
+        assert secret not in body
+        assert user.access_key not in body
+    assert secret not in caplog.text
+    assert len(caplog.records) > 20  # the log was really captured, at debug level
