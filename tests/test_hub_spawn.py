@@ -4,6 +4,7 @@ refresh token is revoked. Ends with a grep of the hub's log for every secret the
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -67,7 +68,8 @@ def test_spawn_applies_vault_plan_after_refreshing_the_token(hub, oidc_provider)
     env = proc.environ()
     assert env["AWS_ACCESS_KEY_ID"] == access and env["AWS_SECRET_ACCESS_KEY"] == secret
     home = hub.env["VALERIA_LOCAL_ROOT"] + "/alice/home"
-    assert env["HOME"] == home and proc.cwd() == home or env["HOME"] == home
+    assert env["HOME"] == home and env["JUPYTERHUB_ROOT_DIR"] == home
+    assert os.path.isdir(home) and os.stat(home).st_mode & 0o777 == 0o700
     assert env["VALERIA_SCRATCH_DIR"] == hub.env["VALERIA_LOCAL_ROOT"] + "/alice/scratch"
     assert env["AWS_ENDPOINT_URL_S3"] == hub.env["VALERIA_S3_ENDPOINT"]
     assert "PGPASSWORD" not in env and "VALERIA_OIDC_CLIENT_SECRET" not in env
@@ -179,6 +181,31 @@ def test_keycloak_down_at_login(tmp_path, oidc_provider, openbao):
         r = requests.get(f"{down.url}/hub/oauth_login", timeout=30, allow_redirects=False)
         assert r.status_code == 503
         assert "Keycloak" in r.text and "not reachable" in r.text
+    finally:
+        down.stop()
+
+
+def test_vault_down_refuses_spawn_through_the_hub(tmp_path, oidc_provider, openbao):
+    from valeria_platform.openbao import free_port
+
+    env = hub_base_env(
+        oidc_provider,
+        openbao,
+        tmp_path,
+        VALERIA_VAULT_ADDR=f"http://127.0.0.1:{free_port()}",
+        VALERIA_VAULT_TIMEOUT="1",
+        VALERIA_VAULT_RETRIES="1",
+    )
+    down = start_hub(tmp_path, env, name="hub-vault-down")
+    try:
+        session, r = hub_login(down, oidc_provider, "alice")
+        assert r.status_code == 200
+        r = hub_api(down, session, "POST", "/users/alice/server")
+        assert r.status_code == 503, r.text
+        assert "Vault" in r.json()["message"] and "not answering" in r.json()["message"]
+        assert hub_api(down, session, "GET", "/user").json()["servers"] == {}
+        assert singleuser_processes(down, "alice") == []
+        assert down.log_text().count("Vault login failed") == 2  # one try, one bounded retry
     finally:
         down.stop()
 
