@@ -1,0 +1,512 @@
+"""`valeria-hub-doctor`: preflight checks of a hub deployment, from the hub's own environment.
+
+Run it where the hub runs, with the hub's environment (on OpenShift:
+`oc exec deploy/valeria-hub -- valeria-hub-doctor`). It reads the settings exactly as the hub does
+(`HubSettings.from_env`), then checks each dependency the way the hub will use it, and prints one
+line per check: status, what was checked, and for anything wrong, what to fix.
+
+    OK    settings  32 hub variables parsed (spawner kubernetes)
+    FAIL  vault     ... -> fix: ...
+
+Checks: settings; Keycloak (OIDC discovery, issuer, signing keys); Vault (reachable, unsealed,
+the auth mount and role exist, and Vault can fetch Keycloak's keys: probed with a well-formed
+token that no key signed, which Vault must refuse, so no credential is needed); the database
+(connect, `SELECT 1`, hub schema present or not yet); the S3 endpoint (answers like S3 over
+verified TLS); the NFS server (reachable on the NFS port) and the per-user path templates, or the
+local root for the local spawner.
+
+Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 when the settings
+themselves are invalid. No secret is printed: every line is scrubbed of the values of the hub's
+secrets before it is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import HubSettings, SettingsError
+
+OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
+CHECKS = ("keycloak", "vault", "database", "s3", "nfs")
+#: environment variables whose values are secrets, beyond those HubSettings holds as Secret
+SECRET_ENV = (
+    "JUPYTERHUB_CRYPT_KEY",
+    "JPY_COOKIE_SECRET",
+    "VALERIA_DB_PASSWORD",
+    "VALERIA_OIDC_CLIENT_SECRET",
+    "VALERIA_VAULT_APPROLE_SECRET_ID",
+    "CONFIGPROXY_AUTH_TOKEN",
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str
+    check: str
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<5} {self.check:<9} {self.message}"
+        if self.fix:
+            text += f" -> fix: {self.fix}"
+        return " ".join(text.split())  # one line, whatever the messages contained
+
+
+@dataclass(frozen=True)
+class Options:
+    timeout: float = 5.0
+    nfs_port: int = 2049
+    sample_user: str = "jdoe"
+    sample_uid: int | None = None
+
+
+def _short(error: BaseException) -> str:
+    """A one-line reason from an exception (requests wraps urllib3 wraps socket errors)."""
+    text = str(error) or type(error).__name__
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "CERTIFICATE_VERIFY_FAILED",
+    ):
+        if marker in text:
+            return {
+                "Connection refused": "connection refused",
+                "Name or service not known": "host name does not resolve",
+                "timed out": "timed out",
+                "CERTIFICATE_VERIFY_FAILED": "TLS certificate not trusted",
+            }[marker]
+    return text.splitlines()[0][:200]
+
+
+def _verify(ca_bundle: str | None) -> str | bool:
+    return ca_bundle if ca_bundle else True
+
+
+def _ca_missing(check: str, variable: str, path: str | None) -> Result | None:
+    if path and not Path(path).is_file():
+        return Result(
+            FAIL, check, f"{variable}={path} does not exist", f"mount the CA bundle there or unset {variable}"
+        )
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ Keycloak
+
+
+def check_keycloak(settings: HubSettings, opts: Options) -> Result:
+    import requests
+
+    if bad := _ca_missing("keycloak", "VALERIA_OIDC_CA_BUNDLE", settings.oidc_ca_bundle):
+        return bad
+    url = settings.discovery_url
+    verify = _verify(settings.oidc_ca_bundle)
+    try:
+        response = requests.get(url, timeout=opts.timeout, verify=verify)
+    except requests.RequestException as e:
+        return Result(
+            FAIL,
+            "keycloak",
+            f"discovery {url} unreachable ({_short(e)})",
+            "check VALERIA_OIDC_REALM_URL, DNS and egress from the hub; a private CA: VALERIA_OIDC_CA_BUNDLE",
+        )
+    if response.status_code != 200:
+        return Result(
+            FAIL,
+            "keycloak",
+            f"discovery {url} answered HTTP {response.status_code}",
+            "VALERIA_OIDC_REALM_URL must be the realm URL, e.g. https://sso.example.org/realms/valeria",
+        )
+    try:
+        discovery = response.json()
+    except ValueError:
+        return Result(
+            FAIL, "keycloak", f"discovery {url} did not answer JSON", "VALERIA_OIDC_REALM_URL is not a realm"
+        )
+    missing = [
+        k for k in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri") if k not in discovery
+    ]
+    if missing:
+        return Result(
+            FAIL, "keycloak", f"discovery lacks {', '.join(missing)}", "is this an OpenID Connect realm?"
+        )
+    if discovery["issuer"].rstrip("/") != settings.oidc_realm_url:
+        return Result(
+            FAIL,
+            "keycloak",
+            f"issuer is {discovery['issuer']}, not VALERIA_OIDC_REALM_URL {settings.oidc_realm_url}",
+            "use the realm URL exactly as Keycloak names its issuer (its frontend URL)",
+        )
+    try:
+        keys = requests.get(discovery["jwks_uri"], timeout=opts.timeout, verify=verify).json().get("keys", [])
+    except (requests.RequestException, ValueError) as e:
+        return Result(FAIL, "keycloak", f"signing keys {discovery['jwks_uri']} unreachable ({_short(e)})", "")
+    if not keys:
+        return Result(
+            FAIL, "keycloak", "the realm publishes no signing keys", "add an RS256 key provider to the realm"
+        )
+    return Result(
+        OK, "keycloak", f"realm {settings.oidc_realm_url}: discovery, issuer and {len(keys)} signing key(s)"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ Vault
+
+
+def _probe_jwt(issuer: str, audience: str) -> str:
+    """A well-formed RS256 token for a key no one has: Vault must fetch the realm's keys and refuse it."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    now = int(time.time())
+    header = {"alg": "RS256", "typ": "JWT", "kid": "valeria-hub-doctor-probe"}
+    claims = {"iss": issuer, "aud": audience, "sub": "valeria-hub-doctor", "iat": now, "exp": now + 60}
+    return ".".join(
+        [b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(os.urandom(256))]
+    )
+
+
+def check_vault(settings: HubSettings, opts: Options) -> Result:
+    import requests
+
+    if bad := _ca_missing("vault", "VALERIA_VAULT_CACERT", settings.vault_cacert):
+        return bad
+    verify = _verify(settings.vault_cacert)
+    timeout = min(opts.timeout, settings.vault_timeout) if settings.vault_timeout else opts.timeout
+    addr = settings.vault_addr
+    try:
+        health = requests.get(f"{addr}/v1/sys/health", timeout=timeout, verify=verify)
+    except requests.RequestException as e:
+        return Result(
+            FAIL,
+            "vault",
+            f"{addr} unreachable ({_short(e)})",
+            "check VALERIA_VAULT_ADDR, egress from the hub, and VALERIA_VAULT_CACERT for a private CA",
+        )
+    if health.status_code in (501, 503):
+        state = "not initialised" if health.status_code == 501 else "sealed"
+        return Result(FAIL, "vault", f"{addr} is {state}", "unseal Vault (every spawn needs it)")
+    if health.status_code not in (200, 429, 472, 473):
+        return Result(
+            FAIL, "vault", f"{addr}/v1/sys/health answered HTTP {health.status_code}", "is this Vault?"
+        )
+    mount, role = settings.vault_auth_mount, settings.vault_role
+    if settings.vault_auth == "jwt":
+        body = {"role": role, "jwt": _probe_jwt(settings.oidc_realm_url, settings.oidc_client_id)}
+    elif settings.vault_auth == "approle":
+        body = {
+            "role_id": settings.vault_approle_role_id,
+            "secret_id": settings.vault_approle_secret_id.get(),
+        }
+    else:
+        token_path = Path(settings.vault_kube_token_path)
+        if not token_path.is_file():
+            return Result(
+                FAIL, "vault", f"no service account token at {token_path}", "automount the hub's token"
+            )
+        body = {"role": role, "jwt": token_path.read_text().strip()}
+    try:
+        login = requests.post(f"{addr}/v1/auth/{mount}/login", json=body, timeout=timeout, verify=verify)
+    except requests.RequestException as e:
+        return Result(FAIL, "vault", f"login endpoint unreachable ({_short(e)})", "")
+    try:
+        errors = " ".join(login.json().get("errors") or [])
+    except ValueError:
+        errors = login.text[:200]
+    where = f"{addr} auth/{mount}"
+    if login.status_code in (403, 404, 405) and "role" not in errors:
+        return Result(
+            FAIL,
+            "vault",
+            f"{where}: no {settings.vault_auth} auth method mounted there (HTTP {login.status_code})",
+            "run openshift/vault/configure-vault.sh, or set VALERIA_VAULT_AUTH_MOUNT to the mount path",
+        )
+    if "could not be found" in errors or "invalid role" in errors.lower():
+        return Result(
+            FAIL,
+            "vault",
+            f"{where}: role {role!r} does not exist",
+            "run openshift/vault/configure-vault.sh with VAULT_ROLE, or set VALERIA_VAULT_ROLE",
+        )
+    if settings.vault_auth != "jwt":
+        if login.status_code == 200:
+            token = (login.json().get("auth") or {}).get("client_token")
+            if token:  # the doctor's own login: give the token back at once
+                requests.post(
+                    f"{addr}/v1/auth/token/revoke-self",
+                    headers={"X-Vault-Token": token},
+                    timeout=timeout,
+                    verify=verify,
+                )
+            return Result(OK, "vault", f"{where}: logged in with role {role!r} (and revoked the token)")
+        return Result(
+            FAIL, "vault", f"{where}: login refused ({errors or login.status_code})", "check the role"
+        )
+    if login.status_code == 200:
+        return Result(
+            FAIL,
+            "vault",
+            f"{where}: Vault ACCEPTED a token no key signed",
+            "Vault's JWT config does not verify signatures: fix oidc_discovery_url / jwt_validation_pubkeys",
+        )
+    unreachable_realm = ("fetching keys", "get keys failed", "keyset configuration", "openid-configuration")
+    if any(marker in errors for marker in unreachable_realm):
+        return Result(
+            FAIL,
+            "vault",
+            f"{where}: role {role!r} exists but Vault cannot fetch Keycloak's keys",
+            "Vault must reach the realm (oidc_discovery_url, oidc_discovery_ca_pem in configure-vault.sh)",
+        )
+    if "verify" in errors or "signature" in errors or "validating token" in errors:
+        return Result(
+            OK,
+            "vault",
+            f"{where}: unsealed, role {role!r} exists, refuses a forged token checked with the realm's keys",
+        )
+    return Result(
+        WARN, "vault", f"{where}: unexpected answer to the probe (HTTP {login.status_code}: {errors})", ""
+    )
+
+
+# ------------------------------------------------------------------------------------------------ database
+
+
+def check_database(settings: HubSettings, opts: Options) -> Result:
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(settings.db_url)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "jupyterhub.sqlite")
+        folder = path.resolve().parent
+        if not os.access(folder, os.W_OK):
+            return Result(FAIL, "database", f"{shown}: folder {folder} is not writable", "")
+        return Result(
+            WARN, "database", f"{shown}: SQLite, fine for the local platform only", "use PostgreSQL"
+        )
+    connect_args: dict = {}
+    if url.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = max(1, int(opts.timeout))
+        if settings.db_password:
+            connect_args["password"] = settings.db_password.get()
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+            tables = sqlalchemy.inspect(conn).get_table_names()
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = _short(getattr(e, "orig", None) or e)
+        fix = "check VALERIA_DB_URL (host, port, database, user) and that the hub may reach it"
+        if "password" in reason or "authentication" in reason:
+            fix = "check the password in the database Secret (VALERIA_DB_PASSWORD) and pg_hba.conf"
+        return Result(FAIL, "database", f"{shown}: cannot connect ({reason})", fix)
+    finally:
+        engine.dispose()
+    state = (
+        "hub schema present" if "alembic_version" in tables else "empty, the hub creates its schema at start"
+    )
+    return Result(OK, "database", f"{shown}: connected, {state}")
+
+
+# ------------------------------------------------------------------------------------------------ S3
+
+
+def check_s3(settings: HubSettings, opts: Options) -> Result:
+    import requests
+
+    endpoint = settings.s3_endpoint
+    ca = settings.s3_ca_bundle
+    note = ""
+    if ca and not Path(ca).is_file():
+        # VALERIA_S3_CA_BUNDLE is a path inside the notebook image; the hub may not have it
+        note = f" (VALERIA_S3_CA_BUNDLE {ca} is not on the hub: checked with the hub's CAs)"
+        ca = None
+    # ListBuckets signed with a key that does not exist: any S3 (RGW, AWS, moto) answers with an
+    # S3 error document (InvalidAccessKeyId), which proves it speaks S3 and checks signatures.
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    scope = f"{stamp[:8]}/{settings.s3_region}/s3/aws4_request"
+    headers = {
+        "x-amz-date": stamp,
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        "Authorization": f"AWS4-HMAC-SHA256 Credential=VALERIADOCTORPROBE/{scope}, "
+        f"SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={'0' * 64}",
+    }
+    try:
+        response = requests.get(endpoint, headers=headers, timeout=opts.timeout, verify=_verify(ca))
+    except requests.exceptions.SSLError as e:
+        return Result(
+            FAIL,
+            "s3",
+            f"{endpoint}: TLS failed ({_short(e)}){note}",
+            "notebooks verify TLS too: set VALERIA_S3_CA_BUNDLE to the RGW's CA inside the notebook image",
+        )
+    except requests.RequestException as e:
+        return Result(
+            FAIL,
+            "s3",
+            f"{endpoint} unreachable ({_short(e)})",
+            "check VALERIA_S3_ENDPOINT and the network path (NetworkPolicy egress for notebooks too)",
+        )
+    body = response.text[:2000]
+    looks_s3 = "<ListAllMyBucketsResult" in body or ("<Error>" in body and "<Code>" in body)
+    if not looks_s3:
+        return Result(
+            FAIL,
+            "s3",
+            f"{endpoint} answered HTTP {response.status_code}, but not like S3",
+            "VALERIA_S3_ENDPOINT must be the RGW S3 endpoint itself (no path, no bucket)",
+        )
+    return Result(
+        OK, "s3", f"{endpoint} answers like S3 (HTTP {response.status_code} to an anonymous request){note}"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ NFS
+
+
+def _render(template: str, user: str, uid: int | None) -> str:
+    return template.replace("{username}", user).replace("{uid}", str(uid if uid is not None else 10000))
+
+
+def check_nfs(settings: HubSettings, opts: Options) -> Result:
+    user, uid = opts.sample_user, opts.sample_uid
+    home = _render(settings.nfs_home_path, user, uid)
+    scratch = _render(settings.nfs_scratch_path, user, uid)
+    if settings.spawner == "local":
+        root = Path(settings.local_root)
+        existing = root if root.exists() else next((p for p in root.resolve().parents if p.exists()), None)
+        if existing is None or not os.access(existing, os.W_OK):
+            return Result(FAIL, "nfs", f"local spawner: VALERIA_LOCAL_ROOT {root} is not writable", "")
+        return Result(OK, "nfs", f"local spawner: homes and scratch under {root.resolve()}")
+    for name, path in (("VALERIA_NFS_HOME_PATH", home), ("VALERIA_NFS_SCRATCH_PATH", scratch)):
+        if not path.startswith("/"):
+            return Result(FAIL, "nfs", f"{name} gives {path!r}, not an absolute export path", "")
+    if home == scratch:
+        return Result(FAIL, "nfs", "home and scratch templates give the same path", "")
+    server = settings.nfs_server or ""
+    try:
+        with socket.create_connection((server, opts.nfs_port), timeout=opts.timeout):
+            pass
+    except OSError as e:
+        return Result(
+            FAIL,
+            "nfs",
+            f"NFS server {server}:{opts.nfs_port} unreachable ({_short(e)})",
+            "check VALERIA_NFS_SERVER; the nodes mount it, so it must export to the cluster's nodes",
+        )
+    return Result(
+        OK,
+        "nfs",
+        f"NFS server {server}:{opts.nfs_port} answers; {user} mounts {server}:{home} and {server}:{scratch}",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+RUNNERS: dict[str, Callable[[HubSettings, Options], Result]] = {
+    "keycloak": check_keycloak,
+    "vault": check_vault,
+    "database": check_database,
+    "s3": check_s3,
+    "nfs": check_nfs,
+}
+
+
+def secret_values(environ: Mapping[str, str], settings: HubSettings | None) -> list[str]:
+    values = [environ.get(name, "") for name in SECRET_ENV]
+    if settings is not None:
+        values += [
+            settings.oidc_client_secret.get(),
+            settings.db_password.get(),
+            settings.vault_approle_secret_id.get(),
+        ]
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
+
+
+def run_checks(
+    environ: Mapping[str, str], only: tuple[str, ...] = CHECKS, opts: Options | None = None
+) -> list[Result]:
+    """Every check, in order; never raises (an unexpected error is a FAIL line)."""
+    opts = opts or Options()
+    try:
+        settings = HubSettings.from_env(environ)
+    except SettingsError as e:
+        return [Result(FAIL, "settings", str(e), "see docs/environment.md")]
+    results = [
+        Result(
+            OK,
+            "settings",
+            f"hub settings parsed (spawner {settings.spawner}, Vault auth {settings.vault_auth})",
+        )
+    ]
+    for name in only:
+        try:
+            results.append(RUNNERS[name](settings, opts))
+        except Exception as e:  # a doctor reports, it does not crash
+            results.append(Result(FAIL, name, f"check crashed: {type(e).__name__}: {_short(e)}", ""))
+    return results
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="valeria-hub-doctor",
+        description="Check a Valeria hub's dependencies from its own environment, one line per check.",
+    )
+    parser.add_argument(
+        "--only", default=",".join(CHECKS), help=f"comma-separated subset of {', '.join(CHECKS)}"
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per network call (default 5)")
+    parser.add_argument(
+        "--nfs-port", type=int, default=2049, help="port probed on VALERIA_NFS_SERVER (default 2049)"
+    )
+    parser.add_argument(
+        "--user", default="jdoe", help="sample username to render the NFS path templates with"
+    )
+    parser.add_argument(
+        "--uid", type=int, default=None, help="sample uid for {uid} in the NFS path templates"
+    )
+    args = parser.parse_args(argv)
+    only = tuple(c.strip() for c in args.only.split(",") if c.strip())
+    unknown = set(only) - set(CHECKS)
+    if unknown:
+        parser.error(f"unknown check(s): {', '.join(sorted(unknown))}")
+    environ = os.environ if environ is None else environ
+    opts = Options(timeout=args.timeout, nfs_port=args.nfs_port, sample_user=args.user, sample_uid=args.uid)
+    results = run_checks(environ, only, opts)
+    try:
+        settings = HubSettings.from_env(environ)
+    except SettingsError:
+        settings = None
+    secrets = secret_values(environ, settings)
+    for result in results:
+        print(scrub(result.line(), secrets), flush=True)
+    if results[0].check == "settings" and results[0].status == FAIL:
+        return 2
+    failed = [r for r in results if r.status == FAIL]
+    print(
+        f"{len(failed)} check(s) failed" if failed else "all checks passed",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

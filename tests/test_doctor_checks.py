@@ -1,0 +1,226 @@
+"""`valeria-hub-doctor` against the local platform's real servers: healthy, then each one broken.
+
+Real: the Keycloak-shaped OIDC provider, OpenBao configured by openshift/vault/configure-vault.sh,
+PostgreSQL 15, and moto's S3 server (session fixtures). Faked, because it cannot run here: the NFS
+server, stood in for by a TCP listener on loopback (the doctor only checks that the NFS port
+answers; the nodes, not the hub, mount the export).
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+from valeria_hub import doctor
+from valeria_platform.oidc import OIDCProvider
+from valeria_platform.openbao import OpenBao, configure_vault
+
+from tests.fixtures.s3 import free_port
+from tests.fixtures.services import OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
+
+CRYPT_KEY = secrets.token_hex(32)
+
+
+@pytest.fixture(scope="module")
+def nfs_port() -> Iterator[int]:
+    """A TCP listener standing in for the NFS server's port 2049 (accepts and closes)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def healthy_env(oidc_provider, openbao, postgres, moto_site) -> dict[str, str]:
+    """The environment a correctly configured hub has, pointing at the local servers."""
+    return {
+        "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,
+        "VALERIA_OIDC_REALM_URL": oidc_provider.issuer,
+        "VALERIA_OIDC_CLIENT_ID": OIDC_CLIENT_ID,
+        "VALERIA_OIDC_CLIENT_SECRET": OIDC_CLIENT_SECRET,
+        "VALERIA_OIDC_ALLOWED_GROUPS": "researchers",
+        "VALERIA_DB_URL": postgres.url("jupyterhub"),
+        "VALERIA_DB_PASSWORD": postgres.hub_password,
+        "VALERIA_VAULT_ADDR": openbao.addr,
+        "VALERIA_VAULT_TIMEOUT": "3",
+        "VALERIA_S3_ENDPOINT": moto_site.endpoint,
+        "VALERIA_SPAWNER": "kubernetes",
+        "VALERIA_NFS_SERVER": "127.0.0.1",
+        "VALERIA_NFS_HOME_PATH": "/lustre/home/{username}",
+        "VALERIA_NFS_SCRATCH_PATH": "/lustre/scratch/{uid}",
+    }
+
+
+def run_doctor(env: dict[str, str], nfs_port: int, capsys, *extra: str) -> tuple[int, dict[str, str], str]:
+    code = doctor.main(
+        ["--nfs-port", str(nfs_port), "--timeout", "3", "--user", "alice", "--uid", "1001", *extra], env
+    )
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    by_check = {line.split()[1]: line for line in lines}
+    for line in lines:
+        assert line.split()[0] in ("OK", "WARN", "FAIL", "SKIP"), line
+    text = out.out + out.err
+    for value in (OIDC_CLIENT_SECRET, CRYPT_KEY, env.get("VALERIA_DB_PASSWORD", "")):
+        assert not value or value not in text, "a secret reached the doctor's output"
+    return code, by_check, text
+
+
+def test_healthy_platform_passes_every_check(healthy_env, nfs_port, capsys) -> None:
+    code, checks, text = run_doctor(healthy_env, nfs_port, capsys)
+    assert list(checks) == ["settings", "keycloak", "vault", "database", "s3", "nfs"], text
+    assert all(line.startswith("OK") for line in checks.values()), text
+    assert code == 0
+    assert "1 signing key" in checks["keycloak"] or "signing key(s)" in checks["keycloak"]
+    assert "role 'jupyterhub' exists" in checks["vault"]
+    assert "postgresql+psycopg2://jupyterhub@127.0.0.1" in checks["database"]
+    assert (
+        "127.0.0.1:/lustre/home/alice" in checks["nfs"] and "127.0.0.1:/lustre/scratch/1001" in checks["nfs"]
+    )
+
+
+def _closed_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+BROKEN = {
+    # case: (check that must fail, env changes, words the line must contain)
+    "keycloak-down": (
+        "keycloak",
+        {"VALERIA_OIDC_REALM_URL": _closed_url() + "/realms/valeria"},
+        "unreachable",
+    ),
+    "keycloak-wrong-realm": (
+        "keycloak",
+        {"VALERIA_OIDC_REALM_URL": "{issuer}-typo"},
+        "VALERIA_OIDC_REALM_URL",
+    ),
+    "vault-down": ("vault", {"VALERIA_VAULT_ADDR": _closed_url()}, "unreachable"),
+    "vault-no-role": ("vault", {"VALERIA_VAULT_ROLE": "no-such-role"}, "configure-vault.sh"),
+    "vault-no-mount": ("vault", {"VALERIA_VAULT_AUTH_MOUNT": "jwt-typo"}, "VALERIA_VAULT_AUTH_MOUNT"),
+    "db-down": (
+        "database",
+        {"VALERIA_DB_URL": "postgresql+psycopg2://jupyterhub@127.0.0.1:{closed_port}/x"},
+        "cannot connect",
+    ),
+    "db-wrong-password": (
+        "database",
+        {"VALERIA_DB_PASSWORD": "wrong-" + secrets.token_hex(6)},
+        "VALERIA_DB_PASSWORD",
+    ),
+    "s3-down": ("s3", {"VALERIA_S3_ENDPOINT": _closed_url()}, "unreachable"),
+    "s3-not-s3": ("s3", {"VALERIA_S3_ENDPOINT": "{issuer_root}"}, "not like S3"),
+    "nfs-down": ("nfs", {}, "unreachable"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_each_broken_dependency_fails_its_own_check(
+    case, healthy_env, nfs_port, oidc_provider, capsys
+) -> None:
+    check, changes, words = BROKEN[case]
+    issuer = oidc_provider.issuer
+    root = issuer.split("/realms/")[0]
+    env = dict(healthy_env)
+    for name, value in changes.items():
+        env[name] = value.format(issuer=issuer, issuer_root=root, closed_port=free_port())
+    port = free_port() if case == "nfs-down" else nfs_port
+    code, checks, text = run_doctor(env, port, capsys)
+    assert code == 1, text
+    assert checks[check].startswith("FAIL"), text
+    assert words in checks[check], checks[check]
+    assert "-> fix:" in checks[check] or case in ("keycloak-wrong-realm",), checks[check]
+    others = [line for name, line in checks.items() if name != check]
+    assert all(line.startswith("OK") for line in others), text  # one broken thing, one FAIL line
+    if case == "db-wrong-password":
+        assert env["VALERIA_DB_PASSWORD"] not in text
+
+
+def test_vault_that_cannot_reach_keycloak_is_reported(healthy_env, nfs_port, tmp_path, capsys) -> None:
+    """A Vault whose JWT auth points at a realm it cannot reach: the role exists, logins would all fail."""
+    realm = OIDCProvider(
+        realm="valeria",
+        users=[],
+        clients=[
+            {
+                "client_id": OIDC_CLIENT_ID,
+                "client_secret": "x" * 16,
+                "redirect_uris": ["http://127.0.0.1:1/cb"],
+            }
+        ],
+        workdir=tmp_path / "oidc",
+    ).start()
+    with OpenBao(workdir=tmp_path / "bao") as vault:
+        try:
+            configure_vault(vault, realm.issuer, audience=OIDC_CLIENT_ID)
+        finally:
+            realm.stop()
+        env = {**healthy_env, "VALERIA_VAULT_ADDR": vault.addr}
+        code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "vault")
+    assert code == 1, text
+    assert checks["vault"].startswith("FAIL") and "cannot fetch Keycloak's keys" in checks["vault"], text
+
+
+def test_invalid_settings_exit_2_naming_the_variable(healthy_env, nfs_port, capsys) -> None:
+    env = {k: v for k, v in healthy_env.items() if k != "JUPYTERHUB_CRYPT_KEY"}
+    code, checks, text = run_doctor(env, nfs_port, capsys)
+    assert code == 2
+    assert list(checks) == ["settings"] and "JUPYTERHUB_CRYPT_KEY" in checks["settings"]
+    env = {**healthy_env, "VALERIA_VAULT_TIMEOUT": "soon"}
+    code, checks, _ = run_doctor(env, nfs_port, capsys)
+    assert code == 2 and "VALERIA_VAULT_TIMEOUT" in checks["settings"]
+
+
+def test_local_spawner_checks_the_local_root(healthy_env, nfs_port, tmp_path, capsys) -> None:
+    env = {**healthy_env, "VALERIA_SPAWNER": "local", "VALERIA_LOCAL_ROOT": str(tmp_path / "users")}
+    code, checks, _ = run_doctor(env, nfs_port, capsys, "--only", "nfs")
+    assert code == 0 and "local spawner" in checks["nfs"]
+
+
+def test_scrub_removes_every_secret_value() -> None:
+    env = {"JUPYTERHUB_CRYPT_KEY": "k" * 64, "VALERIA_DB_PASSWORD": "pw-123456", "OTHER": "visible"}
+    line = "FAIL x pw-123456 and " + "k" * 64 + " and visible"
+    assert doctor.scrub(line, doctor.secret_values(env, None)) == "FAIL x *** and *** and visible"
+
+
+def test_command_line_entry_point(healthy_env, nfs_port) -> None:
+    """The console script's module runs as a program with only the environment (what the image runs)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "valeria_hub.doctor", "--only", "keycloak,s3", "--timeout", "3"],
+        env={**healthy_env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split()[1] for line in result.stdout.splitlines()] == ["settings", "keycloak", "s3"]
+    import configparser
+    from pathlib import Path
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    scripts = cfg["options.entry_points"]["console_scripts"]
+    assert "valeria-hub-doctor = valeria_hub.doctor:main" in scripts
