@@ -43,6 +43,11 @@ class S3Settings:
     #: total attempts per request (botocore standard retry mode, and s3fs's own transport retries)
     max_attempts: int = 2
     max_pool_connections: int = 32
+    #: canned ACL sent with every object write (PutObject, CopyObject, CreateMultipartUpload).
+    #: Ceph RGW has no bucket-owner-enforced ownership: an object belongs to whoever wrote it, so
+    #: without this the owner of a bucket shared read-write cannot read what collaborators saved.
+    #: Empty: send no ACL.
+    object_acl: str = "bucket-owner-full-control"
 
     @property
     def has_credentials(self) -> bool:
@@ -99,6 +104,8 @@ def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
         skip_instance_cache=True,
         use_listings_cache=True,
         listings_expiry_time=settings.listings_cache_ttl,
+        # s3fs adds these to every call whose operation accepts them (here: the object writes)
+        s3_additional_kwargs={"ACL": settings.object_acl} if settings.object_acl else None,
     )
     # s3fs retries transport errors 5 times with backoff by default: "S3 down" would take ~10 s.
     fs.retries = max(1, settings.max_attempts)
