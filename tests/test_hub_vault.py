@@ -242,3 +242,63 @@ async def test_vault_hung_times_out_without_blocking_the_loop(alice_token, caplo
         assert ticks >= 10  # the event loop kept running while hvac waited in a thread
     finally:
         tarpit.close()
+
+
+def test_kv_path_templates():
+    from valeria_hub.vault import kv_path
+
+    assert kv_path("valeria/users/{username}/s3", "alice", None) == "valeria/users/alice/s3"
+    assert kv_path("valeria/by-sub/{sub}/s3", "alice", "2f6c-uuid") == "valeria/by-sub/2f6c-uuid/s3"
+    for bad in (None, "", "../bob", "a/b", ".."):
+        with pytest.raises(VaultError):
+            kv_path("valeria/by-sub/{sub}/s3", "alice", bad)
+
+
+async def test_approle_auth_alternative(openbao):
+    """AppRole: the hub's own credential (a policy over all users' paths), instead of the user's JWT."""
+    root = openbao.client()
+    mount = "approle-hubtest"
+    if f"{mount}/" not in root.sys.list_auth_methods()["data"]:
+        root.sys.enable_auth_method("approle", path=mount)
+    root.sys.create_or_update_policy(
+        "valeria-hub-approle-test", 'path "secret/data/valeria/users/*" { capabilities = ["read"] }'
+    )
+    root.auth.approle.create_or_update_approle(
+        "hub", token_policies=["valeria-hub-approle-test"], token_ttl="5m", mount_point=mount
+    )
+    role_id = root.auth.approle.read_role_id("hub", mount_point=mount)["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("hub", mount_point=mount)["data"]["secret_id"]
+    settings = settings_for(
+        openbao,
+        VALERIA_VAULT_AUTH="approle",
+        VALERIA_VAULT_AUTH_MOUNT=mount,
+        VALERIA_VAULT_APPROLE_ROLE_ID=role_id,
+        VALERIA_VAULT_APPROLE_SECRET_ID=secret_id,
+    )
+    assert secret_id not in repr(settings)
+
+    async def no_user_token():
+        return {"access_token": "unused-by-approle", "oauth_user": {}}
+
+    plan = await plan_spawn(settings, VaultClient(settings), "bob", no_user_token)
+    assert plan.uid == VAULT_USERS["bob"][0]
+    bad = settings_for(
+        openbao,
+        VALERIA_VAULT_AUTH="approle",
+        VALERIA_VAULT_AUTH_MOUNT=mount,
+        VALERIA_VAULT_APPROLE_ROLE_ID=role_id,
+        VALERIA_VAULT_APPROLE_SECRET_ID="wrong-" + secret_id,
+    )
+    with pytest.raises(VaultError) as info:
+        await plan_spawn(bad, VaultClient(bad), "bob", no_user_token)
+    assert secret_id not in str(info.value)
+
+
+async def test_kubernetes_auth_without_service_account_token(openbao, tmp_path):
+    # no Kubernetes API can run here for Vault's TokenReview: only the hub-side failure is tested
+    settings = settings_for(
+        openbao, VALERIA_VAULT_AUTH="kubernetes", VALERIA_VAULT_KUBE_TOKEN_PATH=str(tmp_path / "absent")
+    )
+    with pytest.raises(VaultError) as info:
+        await run(settings, {"access_token": "x"})
+    assert info.value.reason == "no-token"

@@ -46,7 +46,7 @@ class UserSecrets:
 
 def kv_path(template: str, username: str, sub: str | None) -> str:
     """Fill a path template; `{sub}` needs a subject that is safe in a path."""
-    if "{sub}" in template and (not sub or not _SUB_RE.match(sub)):
+    if "{sub}" in template and (not sub or not _SUB_RE.match(sub) or ".." in sub):
         raise VaultError(f"Your account has no usable subject id for Vault; {_CONTACT}", reason="bad-subject")
     return template.format(username=username, sub=sub or "")
 
