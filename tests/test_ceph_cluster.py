@@ -170,3 +170,36 @@ def test_cli_starts_prints_json_and_stops_everything_on_sigterm(tmp_path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_objects_belong_to_their_writer_in_a_shared_bucket(ceph_cluster: CephCluster) -> None:
+    """RGW 16 has no bucket-owner-enforced ownership (what docs/ceph-rgw.md tells admins about).
+
+    A collaborator's plain write into a bucket shared read-write is unreadable by the bucket's
+    owner; ``ACL=bucket-owner-full-control`` (what the extension sends) or naming the owner in the
+    bucket policy makes it readable.
+    """
+    site = ceph_cluster.site()
+    owner, writer = _name("owner"), _name("writer")
+    plain_bucket, owner_named = _name("rw"), _name("rw-owner-named")
+    actions = ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    for bucket, principals in ((plain_bucket, [writer]), (owner_named, [writer, owner])):
+        site.client(owner).create_bucket(Bucket=bucket)
+        ceph_cluster.set_bucket_policy(owner, bucket, {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": [f"arn:aws:iam:::user/{p}" for p in principals]},
+                "Action": actions,
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            }],
+        })  # fmt: skip
+    w, o = site.client(writer), site.client(owner)
+    w.put_object(Bucket=plain_bucket, Key="plain.txt", Body=b"1")
+    w.put_object(Bucket=plain_bucket, Key="acl.txt", Body=b"2", ACL="bucket-owner-full-control")
+    w.put_object(Bucket=owner_named, Key="plain.txt", Body=b"3")
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        o.get_object(Bucket=plain_bucket, Key="plain.txt")
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert o.get_object(Bucket=plain_bucket, Key="acl.txt")["Body"].read() == b"2"
+    assert o.get_object(Bucket=owner_named, Key="plain.txt")["Body"].read() == b"3"
