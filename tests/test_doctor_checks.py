@@ -224,3 +224,19 @@ def test_command_line_entry_point(healthy_env, nfs_port) -> None:
     cfg.read(Path(__file__).resolve().parent.parent / "setup.cfg")
     scripts = cfg["options.entry_points"]["console_scripts"]
     assert "valeria-hub-doctor = valeria_hub.doctor:main" in scripts
+
+
+@pytest.mark.ceph
+def test_s3_check_against_ceph_rgw_verifies_tls(healthy_env, nfs_port, ceph_site, capsys) -> None:
+    """The real RGW over HTTPS: trusted with its CA bundle, refused without (the system CAs)."""
+    assert ceph_site.endpoint.startswith("https://") and ceph_site.ca_bundle
+    env = {
+        **healthy_env,
+        "VALERIA_S3_ENDPOINT": ceph_site.endpoint,
+        "VALERIA_S3_CA_BUNDLE": ceph_site.ca_bundle,
+    }
+    code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "s3")
+    assert code == 0 and checks["s3"].startswith("OK"), text
+    env.pop("VALERIA_S3_CA_BUNDLE")
+    code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "s3")
+    assert code == 1 and "TLS" in checks["s3"] and "VALERIA_S3_CA_BUNDLE" in checks["s3"], text

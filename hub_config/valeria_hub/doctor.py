@@ -56,10 +56,9 @@ class Result:
     fix: str = ""
 
     def line(self) -> str:
-        text = f"{self.status:<5} {self.check:<9} {self.message}"
-        if self.fix:
-            text += f" -> fix: {self.fix}"
-        return " ".join(text.split())  # one line, whatever the messages contained
+        text = f"{self.message} -> fix: {self.fix}" if self.fix else self.message
+        # one line, whatever the messages contained
+        return f"{self.status:<5} {self.check:<9} " + " ".join(text.split())
 
 
 @dataclass(frozen=True)
@@ -367,9 +366,8 @@ def check_s3(settings: HubSettings, opts: Options) -> Result:
             f"{endpoint} answered HTTP {response.status_code}, but not like S3",
             "VALERIA_S3_ENDPOINT must be the RGW S3 endpoint itself (no path, no bucket)",
         )
-    return Result(
-        OK, "s3", f"{endpoint} answers like S3 (HTTP {response.status_code} to an anonymous request){note}"
-    )
+    code = body.split("<Code>", 1)[1].split("<", 1)[0] if "<Code>" in body else "a bucket list"
+    return Result(OK, "s3", f"{endpoint} answers like S3 ({code} for a probe key){note}")
 
 
 # ------------------------------------------------------------------------------------------------ NFS
