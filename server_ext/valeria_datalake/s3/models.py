@@ -55,8 +55,11 @@ def clean_etag(etag: str | None) -> str | None:
 
 
 def as_utc(value: Any) -> datetime:
+    """A datetime in ``timezone.utc`` itself (tornado's Last-Modified header insists on it)."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
     return EPOCH
 
 
