@@ -55,6 +55,9 @@ if settings.spawner == "kubernetes":
     c.ValeriaKubeSpawner.profile_list = [profile.as_kubespawner() for profile in settings.profiles]
     if settings.namespace:
         c.ValeriaKubeSpawner.namespace = settings.namespace
+    if settings.notebook_service_account:
+        # the account the notebook SCC is granted to; its API token is still not mounted
+        c.ValeriaKubeSpawner.service_account = settings.notebook_service_account
 else:
     from valeria_hub.local import LocalDatalakeSpawner
 

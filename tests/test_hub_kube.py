@@ -102,8 +102,18 @@ async def test_pod_runs_as_vault_identity(kubeconfig):
     assert spec["securityContext"]["fsGroup"] == 2345
     assert spec["securityContext"]["supplementalGroups"] == [3000, 3001]
     assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in spec
     assert container["image"] == SETTINGS.profiles[0].image
     assert container["workingDir"] == "/home/alice"
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+async def test_notebook_service_account_without_token(kubeconfig):
+    spawner = make_spawner()
+    spawner.service_account = "valeria-notebook"
+    pod = await render(spawner)
+    assert pod["spec"]["serviceAccountName"] == "valeria-notebook"
+    assert pod["spec"]["automountServiceAccountToken"] is False
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
 
 

@@ -105,17 +105,24 @@ def _load_config(env: dict[str, str]) -> subprocess.CompletedProcess:
         "print(cfg.JupyterHub.spawner_class.__name__, cfg.JupyterHub.authenticator_class.__name__)\n"
         "print(cfg.JupyterHub.db_url, sorted(cfg.KeycloakAuthenticator.allowed_groups))\n"
         "print(cfg.KeycloakAuthenticator.enable_auth_state, cfg.KeycloakAuthenticator.refresh_pre_spawn)\n"
+        "print(cfg.ValeriaKubeSpawner.service_account or '-')\n"
     )
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_config_file_wires_settings():
-    result = _load_config(hub_env(VALERIA_DB_URL="postgresql+psycopg2://hub@127.0.0.1:5/hub"))
+    result = _load_config(
+        hub_env(
+            VALERIA_DB_URL="postgresql+psycopg2://hub@127.0.0.1:5/hub",
+            VALERIA_NOTEBOOK_SERVICE_ACCOUNT="valeria-notebook",
+        )
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "ValeriaKubeSpawner KeycloakAuthenticator"
     assert lines[1] == "postgresql+psycopg2://hub@127.0.0.1:5/hub ['researchers']"
     assert lines[2] == "True True"
+    assert lines[3] == "valeria-notebook"
     result = _load_config(hub_env(VALERIA_SPAWNER="local"))
     assert result.stdout.startswith("LocalDatalakeSpawner KeycloakAuthenticator")
 

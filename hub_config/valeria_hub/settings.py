@@ -160,6 +160,7 @@ class HubSettings:
     nfs_scratch_path: str
     profiles: tuple[Profile, ...]
     namespace: str | None
+    notebook_service_account: str | None
     local_root: str
 
     @classmethod
@@ -237,6 +238,7 @@ class HubSettings:
             ),
             profiles=env.profiles("VALERIA_PROFILES"),
             namespace=env.optional("VALERIA_NAMESPACE"),
+            notebook_service_account=env.optional("VALERIA_NOTEBOOK_SERVICE_ACCOUNT"),
             local_root=env.get("VALERIA_LOCAL_ROOT", ".state/users"),
         )
         if settings.auth_refresh_age <= 0:
