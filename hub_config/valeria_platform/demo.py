@@ -109,9 +109,7 @@ class DemoPlatform:
 
     def log_files(self) -> dict[str, Path]:
         """Every service's log, for failure dumps (the hub's log holds the notebook servers' too)."""
-        out: dict[str, Path] = {}
-        if self.hub is not None:
-            out["hub (and notebook servers)"] = self.hub.log_path
+        out: dict[str, Path] = {"hub (and notebook servers)": self.logs_dir / "hub.log"}
         if self.oidc is not None:
             out["oidc provider"] = self.oidc.log_path
         if self.vault is not None:
