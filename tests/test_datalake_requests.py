@@ -29,8 +29,9 @@ OWN = f"datalake_{OWN_BUCKET}"
 
 
 @pytest.fixture
-def jp_server_config(moto_world: World, tmp_path, monkeypatch):
-    return datalake_server_config(moto_world.site, tmp_path, monkeypatch)
+def jp_server_config(request, moto_world: World, tmp_path, monkeypatch):
+    overrides = getattr(request, "param", {})
+    return datalake_server_config(moto_world.site, tmp_path, monkeypatch, **overrides)
 
 
 def ops(world: World) -> dict[str, int]:
@@ -123,6 +124,23 @@ async def test_folder_rename_is_server_side_copies(api, moto_world):
     assert "GetObject" not in seen and "PutObject" not in seen  # no bytes through the server
     assert seen["DeleteObjects"] == 1  # one bulk delete, after the copies were verified
     assert keys(moto_world, f"{d}/") == {f"{d}/dst/{i:02d}.bin" for i in range(12)}
+
+
+@pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
+@on_server_loop
+async def test_big_files_are_streamed_between_disk_and_s3(api, moto_world, jp_root_dir):
+    d = moto_world.unique("stream")
+    payload = os.urandom(300_000)
+    (jp_root_dir / d).mkdir()
+    (jp_root_dir / d / "big.bin").write_bytes(payload)
+    (jp_root_dir / d / "small.txt").write_text("s")
+    code, m = await api("PATCH", d, {"path": f"{OWN}/{d}"})
+    assert code == 200, m
+    assert moto_world.client().get_object(Bucket=OWN_BUCKET, Key=f"{d}/big.bin")["Body"].read() == payload
+    code, m = await api("PATCH", f"{OWN}/{d}", {"path": f"{d}-back"})
+    assert code == 200, m
+    assert (jp_root_dir / f"{d}-back" / "big.bin").read_bytes() == payload
+    assert keys(moto_world, f"{d}/") == set() and not (jp_root_dir / d).exists()
 
 
 # -- faults in the middle of a move: the source survives -----------------------------------------

@@ -113,6 +113,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         "any write through this server drops the bucket's cached listings at once.",
     )
     transfer_concurrency = Int(8, config=True, help="Objects copied at once in folder moves and copies.")
+    transfer_inline_limit = Int(
+        64 * 1024 * 1024,
+        config=True,
+        help="Files up to this size move between disk and S3 in one request; bigger ones are streamed.",
+    )
     recursive_bucket_delete = Bool(
         True,
         config=True,
@@ -459,7 +464,9 @@ class DatalakeContentsManager(AsyncContentsManager):
                 raise HTTPError(400, f"Unreadable notebook content: {loc.api_path} {type_name(e)}") from None
             entry = await bucket.write(loc.inner, data, "application/x-ipynb+json")
             saved = file_model(loc.api_path, entry, info.writable, "notebook")
-            self.validate_notebook_model({**saved, "content": nb})
+            checked = self.validate_notebook_model({**saved, "content": nb})
+            if checked.get("message"):
+                saved["message"] = checked["message"]
             return saved
         data = self._decode(model, loc.api_path)
         entry = await bucket.write(loc.inner, data, None)
@@ -559,6 +566,7 @@ class DatalakeContentsManager(AsyncContentsManager):
                     self._side(dst, dst_bucket),
                     move=move,
                     concurrency=self.transfer_concurrency,
+                    inline_limit=self.transfer_inline_limit,
                     log=self.log,
                 )
             except FileNotFoundError:

@@ -57,7 +57,7 @@ class PosixSide:
         return self.root.os_path(_join(self.inner, rel))
 
     async def exists(self) -> bool:
-        return os.path.lexists(self.path())
+        return await asyncio.to_thread(os.path.lexists, self.path())
 
     def _scan(self) -> Tree | None:
         top = self.path()
@@ -212,12 +212,16 @@ class S3Side:
 Side = PosixSide | S3Side
 
 
-async def copy_file(src: Side, dst: Side, rel: str, size: int) -> None:
-    """Copy one file, choosing the cheapest path for the pair of sides."""
+async def copy_file(src: Side, dst: Side, rel: str, size: int, inline_limit: int = INLINE_LIMIT) -> None:
+    """Copy one file, choosing the cheapest path for the pair of sides.
+
+    Between disk and S3, files up to ``inline_limit`` bytes are read whole (in a thread) and sent in
+    one request; bigger ones are streamed by s3fs (multipart above its chunk size).
+    """
     if isinstance(src, S3Side) and isinstance(dst, S3Side):
         await dst.bucket.copy_in(src.bucket.bucket, src.key(rel), dst.key(rel), size)
     elif isinstance(src, PosixSide) and isinstance(dst, S3Side):
-        if size <= INLINE_LIMIT:
+        if size <= inline_limit:
             data = await asyncio.to_thread(_read, src.path(rel))
             await dst.bucket.write(dst.key(rel), data)
         else:
@@ -228,7 +232,7 @@ async def copy_file(src: Side, dst: Side, rel: str, size: int) -> None:
                 dst.bucket.invalidate(dst.key(rel))
     elif isinstance(src, S3Side) and isinstance(dst, PosixSide):
         target = dst.path(rel)
-        if size <= INLINE_LIMIT:
+        if size <= inline_limit:
             data, _ = await src.bucket.read(src.key(rel))
             await asyncio.to_thread(_write, target, data)
         else:
@@ -256,7 +260,13 @@ def _copy_local(src: str, dst: str) -> None:
 
 
 async def transfer(
-    src: Side, dst: Side, *, move: bool, concurrency: int = 8, log: logging.Logger | None = None
+    src: Side,
+    dst: Side,
+    *,
+    move: bool,
+    concurrency: int = 8,
+    inline_limit: int = INLINE_LIMIT,
+    log: logging.Logger | None = None,
 ) -> Tree:
     """Copy (and for ``move``, then delete) ``src`` to ``dst``; see the module docstring."""
     log = log or logging.getLogger(__name__)
@@ -267,10 +277,11 @@ async def transfer(
         raise HTTPError(409, "Destination already exists")
     try:
         if tree.kind == "file":
-            await copy_file(src, dst, "", tree.files[0][1])
+            await copy_file(src, dst, "", tree.files[0][1], inline_limit)
         else:
             await dst.make_dirs(tree)
-            await gather_bounded([copy_file(src, dst, rel, size) for rel, size in tree.files], concurrency)
+            copies = [copy_file(src, dst, rel, size, inline_limit) for rel, size in tree.files]
+            await gather_bounded(copies, concurrency)
         await dst.verify(tree)
     except BaseException:
         try:
