@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class _Upload:
     next_chunk: int = 1
     upload_id: str | None = None
     parts: list[dict[str, Any]] = field(default_factory=list)
-    chunks: list[bytes] = field(default_factory=list)
+    buffer: io.BytesIO = field(default_factory=io.BytesIO)
     buffered: int = 0
     size: int = 0
     last_activity: float = field(default_factory=time.monotonic)
@@ -120,7 +121,7 @@ class MultipartUploads:
                 )
             upload.last_activity = time.monotonic()
             try:
-                upload.chunks.append(bytes(data))
+                upload.buffer.write(data)
                 upload.buffered += len(data)
                 upload.size += len(data)
                 if upload.buffered >= self.part_size:
@@ -216,7 +217,7 @@ class MultipartUploads:
             await self.fs._call_s3("put_object", Bucket=upload.bucket, Key=upload.key, Body=body)
             del body
         else:
-            if upload.chunks:
+            if upload.buffered:
                 await self._flush_part(upload)
             await self.fs._call_s3(
                 "complete_multipart_upload",
@@ -244,7 +245,7 @@ class MultipartUploads:
 
     async def _abort_upload(self, upload: _Upload) -> None:
         upload.done = True
-        upload.chunks.clear()
+        upload.buffer = io.BytesIO()
         upload.buffered = 0
         upload_id, upload.upload_id = upload.upload_id, None
         if upload_id is None:
@@ -261,13 +262,15 @@ class MultipartUploads:
             )
 
     @staticmethod
-    def _take_buffer(upload: _Upload) -> bytes:
-        """The buffered chunks as one part; the chunks are released before the part is sent.
+    def _take_buffer(upload: _Upload) -> io.BytesIO:
+        """The buffered part, rewound, and a fresh buffer in its place.
 
-        botocore copies a ``bytearray`` body once more than a ``bytes`` one, hence chunks + join.
+        A ``BytesIO`` that owns its memory goes to aiohttp without a copy; ``bytes`` (or a
+        ``BytesIO`` sharing a ``bytes``) would be copied once more on the way out.
         """
-        body = b"".join(upload.chunks)
-        upload.chunks.clear()
+        body = upload.buffer
+        body.seek(0)
+        upload.buffer = io.BytesIO()
         upload.buffered = 0
         return body
 
