@@ -134,6 +134,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         3600.0, config=True, help="Seconds after which an unfinished chunked upload into a bucket is aborted."
     )
 
+    @default("files_handler_class")
+    def _default_files_handler_class(self) -> type:
+        # /files/: bucket objects streamed from S3 with ranges; home and scratch as static files
+        from .handlers import DatalakeFilesHandler
+
+        return DatalakeFilesHandler
+
     @default("files_handler_params")
     def _default_files_handler_params(self) -> dict[str, str]:
         # jupyter-server's FilesHandler serves through the contents manager; its StaticFileHandler
