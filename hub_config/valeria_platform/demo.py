@@ -296,6 +296,7 @@ class DemoPlatform:
             f"  buckets    {buckets}",
             f"  identity   {self.oidc.issuer if self.oidc else '?'}",
             f"  vault      {self.vault.addr if self.vault else '?'} (OpenBao dev)",
+            f"  hub db     {self.db_url or 'sqlite (' + str(self.state / 'hub' / 'jupyterhub.sqlite') + ')'}",
             f"  state      {self.state}   logs in {self.logs_dir} and each service's folder",
             "",
             "  Ctrl+C stops everything.",
