@@ -16,7 +16,7 @@ import uuid
 
 import botocore.exceptions
 import pytest
-from valeria_platform.ceph import CephCluster, CephStartError
+from valeria_platform.ceph import CephCluster, CephError, CephStartError
 
 pytestmark = pytest.mark.ceph
 
@@ -203,3 +203,16 @@ def test_objects_belong_to_their_writer_in_a_shared_bucket(ceph_cluster: CephClu
     assert err.value.response["Error"]["Code"] == "AccessDenied"
     assert o.get_object(Bucket=plain_bucket, Key="acl.txt")["Body"].read() == b"2"
     assert o.get_object(Bucket=owner_named, Key="plain.txt")["Body"].read() == b"3"
+
+
+def test_a_failed_admin_command_names_it_without_the_secret_key(ceph_cluster: CephCluster) -> None:
+    name = _name("dup")
+    ceph_cluster.create_user(name)
+    secret = "Sup3rSecretValueThatMustNotLeak0123456789"
+    with pytest.raises(CephError) as err:
+        ceph_cluster.admin(
+            "user", "create", "--uid", name, "--display-name", name,
+            "--access-key", "AKDIFFERENT000000000", "--secret-key", secret,
+        )  # fmt: skip
+    assert "user create" in str(err.value) and "exists" in str(err.value)
+    assert secret not in str(err.value) and "--secret-key ***" in str(err.value)

@@ -17,7 +17,8 @@ No systemd, no Docker, no block device: objects live in the OSD's memory (memsto
 ``workdir`` must be absent or empty; the cluster owns it and ``stop()`` removes it, after ending
 every daemon it started by PID (SIGTERM in reverse start order, SIGKILL after ``stop_timeout``).
 A failed start stops what was started and raises :class:`CephStartError` whose message ends with
-the tail of the monitor, OSD and RGW logs.
+the tail of the monitor, OSD and RGW logs; a failed command afterwards raises :class:`CephError`
+(secret keys in it replaced by ``***``).
 
 Options: ``start_timeout`` / ``stop_timeout`` (seconds), ``memstore_bytes`` (capacity the OSD
 reports; RAM is used only as objects are written), ``rgw_threads``, and ``extra_conf``
@@ -66,7 +67,11 @@ RGW_NAME = "client.rgw.a"
 STEP_TIMEOUT = 3.0
 
 
-class CephStartError(RuntimeError):
+class CephError(RuntimeError):
+    """A Ceph command failed (the message names it; secret keys are replaced by ``***``)."""
+
+
+class CephStartError(CephError):
     """The cluster did not come up; the message carries the tail of the daemons' logs."""
 
 
@@ -118,6 +123,7 @@ class CephCluster:
         self.start_seconds: float | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+        self._users_lock = threading.Lock()
         self._started = False
 
     # -- paths and endpoints ------------------------------------------------------------------
@@ -164,7 +170,7 @@ class CephCluster:
         except BaseException as e:
             report = self.log_report()
             self.stop()
-            if isinstance(e, CephStartError):
+            if isinstance(e, CephError):
                 raise CephStartError(f"{e}\n{report}") from None
             if isinstance(e, Exception):
                 raise CephStartError(f"Ceph cluster did not start: {e!r}\n{report}") from e
@@ -238,17 +244,18 @@ class CephCluster:
     # -- users and buckets ----------------------------------------------------------------------
     def create_user(self, uid: str, display_name: str | None = None) -> S3User:
         """An RGW user with its own S3 keys (created once; the same user is returned after)."""
-        if uid in self.users:
-            return self.users[uid]
-        access = _random_key(20, string.ascii_uppercase + string.digits)
-        secret = _random_key(40, string.ascii_letters + string.digits)
-        self.admin(
-            "user", "create", "--uid", uid, "--display-name", display_name or uid,
-            "--access-key", access, "--secret-key", secret,
-        )  # fmt: skip
-        user = S3User(name=uid, access_key=access, secret_key=secret)
-        self.users[uid] = user
-        return user
+        with self._users_lock:
+            if uid in self.users:
+                return self.users[uid]
+            access = _random_key(20, string.ascii_uppercase + string.digits)
+            secret = _random_key(40, string.ascii_letters + string.digits)
+            self.admin(
+                "user", "create", "--uid", uid, "--display-name", display_name or uid,
+                "--access-key", access, "--secret-key", secret,
+            )  # fmt: skip
+            user = S3User(name=uid, access_key=access, secret_key=secret)
+            self.users[uid] = user
+            return user
 
     def set_bucket_policy(self, owner: str, bucket: str, policy: dict[str, Any] | str) -> None:
         """Put a bucket policy as the bucket's owner (RGW principals: ``arn:aws:iam:::user/<uid>``)."""
@@ -291,15 +298,21 @@ class CephCluster:
 
     # -- start-up steps -------------------------------------------------------------------------
     def _run(self, cmd: Sequence[str], timeout: float = 60.0) -> str:
+        secrets_ = [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a in ("--secret-key", "--secret")]
+
+        def redact(text: str) -> str:
+            for value in secrets_:
+                text = text.replace(value, "***")
+            return text
+
+        shown = redact(" ".join(cmd[:3]) + (" ..." if len(cmd) > 3 else ""))
         try:
             r = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise CephStartError(f"{cmd[0]} {cmd[1]}... timed out after {timeout:.0f} s") from None
+            raise CephError(f"{shown} timed out after {timeout:.0f} s") from None
         if r.returncode != 0:
-            raise CephStartError(
-                f"{' '.join(cmd[:1])} {' '.join(a for a in cmd[1:] if not _secretish(a, cmd))} "
-                f"failed ({r.returncode}): {r.stderr.decode(errors='replace')[-2000:]}"
-            )
+            detail = redact((r.stderr or r.stdout).decode(errors="replace")[-2000:].strip())
+            raise CephError(f"{redact(' '.join(cmd))} failed ({r.returncode}): {detail}")
         return r.stdout.decode()
 
     def _prepare(self) -> None:
@@ -360,7 +373,7 @@ class CephCluster:
             try:
                 if check():
                     return
-            except CephStartError:
+            except CephError:
                 pass
             if time.monotonic() > deadline:
                 raise CephStartError(f"timed out waiting for {what}")
@@ -400,12 +413,6 @@ class CephCluster:
                 return False
 
         self._wait("RGW to answer on HTTP", rgw_answers, deadline)
-
-
-def _secretish(arg: str, cmd: Sequence[str]) -> bool:
-    """Keep secret keys out of error messages (the argument after ``--secret-key``)."""
-    i = list(cmd).index(arg) if arg in cmd else -1
-    return i > 0 and cmd[i - 1] in ("--secret-key", "--secret")
 
 
 def _settings(**v: Any) -> dict[str, dict[str, str]]:
@@ -510,7 +517,7 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    except CephStartError as e:
+    except CephError as e:
         print(str(e), file=sys.stderr)
         sys.exit(1)
     finally:
