@@ -189,6 +189,14 @@ class DatalakeContentsManager(AsyncContentsManager):
                 self._fs = make_s3_filesystem(self.s3_settings())
             return self._fs
 
+    async def s3_filesystem(self) -> Any:
+        """The server's one ``s3fs.S3FileSystem`` (public name, for handlers and uploads)."""
+        return await self._filesystem()
+
+    async def bucket(self, loc: Location) -> tuple[S3Bucket, BucketInfo]:
+        """Public name of :meth:`_bucket`: the backend of ``loc``'s bucket, or a 404/403/503."""
+        return await self._bucket(loc)
+
     async def uploads(self) -> Any:
         """Chunked uploads into buckets (``s3/uploads.py``), created on first use."""
         if self._uploads is None:
@@ -334,7 +342,6 @@ class DatalakeContentsManager(AsyncContentsManager):
         if type not in (None, "directory"):
             raise HTTPError(400, "The root is a directory")
         model = await self.home.get("", content=content, type="directory")
-        model["writable"] = False
         if not content:
             return model
         entries = [m for m in model["content"] if not self.router.is_reserved_top_name(m["name"])]
