@@ -3,6 +3,7 @@ a second run (here with PostgreSQL as the hub database), and stops everything on
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -107,11 +108,15 @@ def test_demo_starts_prints_logins_restarts_from_state_and_stops_cleanly(tmp_pat
             "configurable-http-proxy",
         ):
             assert daemon in names, f"{daemon} is not running under the demo: {names}"
+        pids = json.loads((state / "pids.json").read_text())
+        assert {"ceph client.rgw.a", "oidc provider", "openbao", "jupyterhub"} <= set(pids), pids
+        assert set(pids.values()) <= {p.pid for p in children}
         first_seconds = float(re.search(r"started in ([\d.]+) s", out).group(1))
     finally:
         code = first.terminate()
     assert code == 0, first.output
     assert "stopped." in first.output
+    assert not (state / "pids.json").exists()
     assert _alive(children) == [], "the demo left processes behind"
     with pytest.raises(OSError):
         _hub_version(port)

@@ -145,7 +145,21 @@ class DemoPlatform:
         except BaseException:
             self.stop()
             raise
+        self._write_pids()
         return self
+
+    def pids(self) -> dict[str, int]:
+        """PID of every daemon started here (written to ``<state>/pids.json`` while running)."""
+        out: dict[str, int] = {}
+        if self.ceph is not None:
+            out.update({f"ceph {k}": v for k, v in self.ceph.pids.items()})
+        for name, svc in (("oidc provider", self.oidc), ("openbao", self.vault), ("jupyterhub", self.hub)):
+            if svc is not None and svc.pid:
+                out[name] = svc.pid
+        return out
+
+    def _write_pids(self) -> None:
+        (self.state / "pids.json").write_text(json.dumps(self.pids(), indent=1) + "\n")
 
     def _start_ceph(self) -> None:
         from .ceph import CephCluster
@@ -275,6 +289,7 @@ class DemoPlatform:
                 self.progress(f"stopping {name} failed: {e}")
         self.hub = None
         self.postgres = None
+        (self.state / "pids.json").unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self.start()
