@@ -112,6 +112,7 @@ def test_routing():
     assert r.locate("scratch/x").kind == "scratch" and r.locate("scratch/x").inner == "x"
     assert r.locate("scratchy").kind == "home"
     assert r.locate("Datalake_x").kind == "home"  # case matters
+    assert r.locate("datalake_Relaxed_Name").bucket == "Relaxed_Name"  # RGW's relaxed bucket names
     assert PathRouter("datalake_", scratch_enabled=False).locate("scratch/x").kind == "home"
     with pytest.raises(HTTPError) as e:
         r.locate("datalake_Not_A_Bucket!")

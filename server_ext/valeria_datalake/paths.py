@@ -21,8 +21,9 @@ MAX_NAME_BYTES = 255
 MAX_KEY_BYTES = 1024
 MAX_PATH_BYTES = 4096
 SCRATCH_NAME = "scratch"
-# S3 bucket naming rules (what Ceph RGW and AWS accept), checked before any request is made.
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]$")
+# Bucket names as S3 and Ceph RGW accept them (RGW's relaxed names allow capitals and "_"); anything
+# else cannot be a bucket and is a 404 before any request is made.
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class PathRouter:
             return Location(path, "scratch", rest)
         if top.startswith(self.bucket_prefix):
             bucket = top[len(self.bucket_prefix) :]
-            if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            if not _BUCKET_RE.match(bucket):
                 raise HTTPError(404, f"No such bucket: {top}")
             if len(rest.encode("utf-8")) > MAX_KEY_BYTES:
                 raise HTTPError(400, f"Path is too long for an S3 key: {path}")
