@@ -25,6 +25,7 @@ from tests.fixtures.s3 import NOTEBOOK, datalake_server_config, on_server_loop
 pytestmark = pytest.mark.ceph
 
 CHUNK = 1 << 20  # JupyterLab uploads 1 MiB of raw bytes per chunk
+PART = 5 << 20  # S3's smallest part: a few chunks make a multipart upload
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,9 @@ def datalake_user() -> str:
 @pytest.fixture
 def jp_server_config(ceph_site: S3Site, names: Names, datalake_user: str, tmp_path, monkeypatch):
     user = getattr(names, datalake_user)
-    return datalake_server_config(ceph_site, tmp_path, monkeypatch, user=user, shared_buckets=names.shared)
+    return datalake_server_config(
+        ceph_site, tmp_path, monkeypatch, user=user, shared_buckets=names.shared, upload_part_size=PART
+    )
 
 
 @pytest.fixture
@@ -196,7 +199,7 @@ async def test_read_only_share_refuses_every_write_and_nothing_is_written(
     ]
     for code, body in attempts:
         assert 400 <= code < 500, (code, body)
-    codes = await upload_in_chunks(api, f"{ro}/big.bin", os.urandom(2 * CHUNK + 10))
+    codes = await upload_in_chunks(api, f"{ro}/big.bin", os.urandom(PART + 2 * CHUNK + 10))
     assert 400 <= codes[-1] < 500, codes
     # moving a file out of the read-only bucket must not delete it either
     code, _ = await api("PATCH", f"{ro}/readme.txt", {"path": "stolen-readme.txt"})
@@ -219,7 +222,7 @@ async def test_file_written_to_a_read_write_share_stays_readable_by_the_bucket_o
     assert code == 201
     code, _ = await api("PUT", f"{rw}/{d}/nb.ipynb", {"type": "notebook", "content": NOTEBOOK})
     assert code == 201
-    data = os.urandom(2 * CHUNK + 5)
+    data = os.urandom(PART + CHUNK + 5)  # a multipart upload (CreateMultipartUpload carries the ACL)
     assert (await upload_in_chunks(api, f"{rw}/{d}/big.bin", data))[-1] in (200, 201)
     code, _ = await api("POST", f"{rw}/{d}", {"copy_from": f"{rw}/readme.txt"})
     assert code == 201
@@ -258,10 +261,12 @@ async def test_notebook_save_and_checkpoint(api, names: Names, ceph_site: S3Site
 @on_server_loop
 async def test_chunked_upload(api, names: Names, ceph_site: S3Site):
     own = f"datalake_{names.own}"
-    data = os.urandom(5 * CHUNK + 12345)  # 6 chunks: 1..5 and -1
+    data = os.urandom(2 * PART + 3 * CHUNK + 12345)  # 14 chunks (1..13, then -1): three parts
     codes = await upload_in_chunks(api, f"{own}/uploads/big data.bin", data)
-    assert all(c in (200, 201) for c in codes) and len(codes) == 6, codes
+    assert all(c in (200, 201) for c in codes) and len(codes) == 14, codes
     assert keys(ceph_site, names.owner, names.own, "uploads/") == {"uploads/big data.bin": data}
+    head = ceph_site.client(names.owner).head_object(Bucket=names.own, Key="uploads/big data.bin")
+    assert head["ETag"].endswith('-3"')  # really a multipart upload, over HTTPS RGW
     assert pending_uploads(ceph_site, names.owner, names.own) == []
     code, m = await api("GET", f"{own}/uploads/big data.bin", content=0)
     assert code == 200 and m["size"] == len(data)
