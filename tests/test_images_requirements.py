@@ -244,3 +244,17 @@ def test_pinned_requirements_install_into_fresh_venv(
         assert (venv_dir / "bin" / "jupyterhub-idle-culler").exists() or run(
             [str(py), "-c", "import jupyterhub_idle_culler.__main__"]
         )
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=image_ids())
+def test_images_run_as_a_numeric_non_root_user(dockerfile: Path) -> None:
+    """OpenShift checks runAsNonRoot against a numeric USER; the hub must run as any uid in group 0."""
+    users = [args for word, args in instructions(dockerfile) if word == "USER"]
+    assert users and users[-1].isdigit() and int(users[-1]) != 0, f"last USER is {users[-1:]}"
+    if dockerfile.parent.name == "hub":
+        runs = " ".join(args for word, args in instructions(dockerfile) if word == "RUN")
+        assert "chgrp -R 0 /srv/jupyterhub" in runs and "chmod -R g=u /srv/jupyterhub" in runs
+        envs = " ".join(args for word, args in instructions(dockerfile) if word == "ENV")
+        assert "HOME=/srv/jupyterhub" in envs
+        workdirs = [args for word, args in instructions(dockerfile) if word == "WORKDIR"]
+        assert workdirs[-1] == "/srv/jupyterhub"

@@ -436,8 +436,10 @@ def test_network_policies(hub: list[dict]) -> None:
     assert not connects(policies, ALICE, HUB_POD, 8001)  # the proxy's API
     assert not connects(policies, ALICE, HUB_POD, 8000)
     assert not connects(policies, ALICE, {"labels": {"app": "postgres"}, "ip": "10.128.5.5"}, 5432)
-    # the hub's proxy reaches the notebooks; the router reaches the hub's public port only
+    # the hub's proxy reaches the notebooks, and the hub's own API through the Service (hairpin)
     assert connects(policies, HUB_POD, ALICE, 8888)
+    assert connects(policies, HUB_POD, HUB_POD, 8081)
+    # the router reaches the hub's public port only
     assert connects(policies, router, HUB_POD, 8000)
     assert not connects(policies, router, HUB_POD, 8081)
     assert not connects(policies, router, ALICE, 8888)
