@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import uuid
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
@@ -386,6 +388,20 @@ async def test_read_only_bucket(api, world, jp_root_dir):
 
 
 @on_server_loop
+async def test_absolute_paths_stay_inside_home(api, jp_root_dir):
+    code, m = await api("GET", "/etc/passwd", type="file")
+    assert code == 404
+    escape = f"/tmp/{uuid.uuid4().hex}.txt"
+    code, m = await api("PUT", escape, {"type": "file", "format": "text", "content": "x"})
+    assert code == 404 and "No such directory" in m["message"]  # home/tmp does not exist
+    assert not os.path.exists(escape)
+    (jp_root_dir / "tmp").mkdir()
+    code, m = await api("PUT", escape, {"type": "file", "format": "text", "content": "x"})
+    assert code == 201 and m["path"] == escape.lstrip("/")
+    assert (jp_root_dir / escape.lstrip("/")).exists() and not os.path.exists(escape)
+
+
+@on_server_loop
 async def test_private_and_missing_buckets_are_404(api):
     for path in (f"datalake_{PRIVATE}", f"datalake_{PRIVATE}/secret-plans.txt", "datalake_no-such-bucket/x"):
         code, m = await api("GET", path)
@@ -446,6 +462,10 @@ async def test_home_behaves_like_jupyter_server(api, jp_root_dir, tmp_path):
     assert code == 201 and (jp_root_dir / "h.txt").read_text() == "h"
     code, _ = await api("PUT", "datalake_fake", {"type": "directory"})
     assert code == 400  # reserved: a bucket folder would hide it
+    for dst in ("no/such/dir/h.txt", "scratch/no/such/h.txt"):
+        code, _ = await api("PATCH", "h.txt", {"path": dst})
+        assert code == 404, dst
+    assert (jp_root_dir / "h.txt").read_text() == "h"
 
 
 @on_server_loop

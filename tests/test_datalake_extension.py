@@ -138,3 +138,17 @@ def test_s3_settings_follow_the_hub_contract():
     assert S3Settings.from_environ({"S3_ENDPOINT_URL": "https://third"}).endpoint_url == "https://third"
     assert "SECRET-VALUE" not in repr(s)
     assert not S3Settings.from_environ({}).has_credentials
+
+
+async def test_without_credentials_or_scratch_home_still_works(tmp_path, monkeypatch, caplog):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "VALERIA_SCRATCH_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "f.txt").write_text("x")
+    cm = DatalakeContentsManager(root_dir=str(tmp_path), scratch_dir=str(tmp_path / "missing"))
+    root = await cm.get("")
+    assert [e["name"] for e in root["content"]] == ["f.txt"]  # no scratch, no bucket
+    with pytest.raises(HTTPError) as e:
+        await cm.get("datalake_any-bucket/x")
+    assert e.value.status_code == 403
+    assert (await cm.get("f.txt"))["content"] == "x"
+    assert "no S3 credentials" in caplog.text

@@ -430,6 +430,9 @@ class DatalakeContentsManager(AsyncContentsManager):
             raise HTTPError(400, "Cannot save to the root folder itself")
         if loc.kind in ("home", "scratch"):
             self._check_home_name(loc)
+            parent = loc.inner.rpartition("/")[0]
+            if parent and not await self._posix(loc).dir_exists(parent):  # jupyter-server says 500
+                raise HTTPError(404, f"No such directory: {loc.api_path.rpartition('/')[0]}")
             saved = await self._posix(loc).save(model, loc.inner)
             self.emit(data={"action": "save", "path": loc.api_path})
             return self._rebase(saved, loc)
@@ -615,6 +618,10 @@ class DatalakeContentsManager(AsyncContentsManager):
             return
         if dst.api_path.startswith(src.api_path + "/"):
             raise HTTPError(400, f"Cannot move a folder into itself: {dst.api_path}")
+        if dst.kind in ("home", "scratch"):
+            parent = dst.inner.rpartition("/")[0]
+            if parent and not await self._posix(dst).dir_exists(parent):  # jupyter-server says 500
+                raise HTTPError(404, f"No such directory: {dst.api_path.rpartition('/')[0]}")
         if src.same_mount(dst) and src.kind in ("home", "scratch"):
             await self._posix(src).rename(src.inner, dst.inner)
         else:
