@@ -173,13 +173,20 @@ def test_vault_that_cannot_reach_keycloak_is_reported(healthy_env, nfs_port, tmp
         ],
         workdir=tmp_path / "oidc",
     ).start()
-    with OpenBao(workdir=tmp_path / "bao") as vault:
+    try:
+        vault = OpenBao(workdir=tmp_path / "bao").start()
+    except BaseException:
+        realm.stop()
+        raise
+    try:
         try:
             configure_vault(vault, realm.issuer, audience=OIDC_CLIENT_ID)
         finally:
-            realm.stop()
+            realm.stop()  # from now on Vault's JWT auth points at a realm that is gone
         env = {**healthy_env, "VALERIA_VAULT_ADDR": vault.addr}
         code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "vault")
+    finally:
+        vault.stop()
     assert code == 1, text
     assert checks["vault"].startswith("FAIL") and "cannot fetch Keycloak's keys" in checks["vault"], text
 
