@@ -175,7 +175,11 @@ async def test_reader_sees_shared_buckets_probed_with_their_access(api, names: N
     assert code == 200 and {m["name"] for m in listing["content"]} == {"readme.txt", "data"}
     code, m = await api("GET", f"datalake_{names.ro}/data/a.csv", type="file", format="text")
     assert code == 200 and m["content"] == "a\n1\n"
+    code, _ = await api("GET", f"datalake_{names.ro}/no-such-file.txt")
+    assert code == 404
     code, _ = await api("GET", f"datalake_{names.private}")
+    assert code == 404
+    code, _ = await api("GET", f"datalake_{names.private}/secret.txt")
     assert code == 404
 
 
