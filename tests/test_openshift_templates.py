@@ -585,7 +585,7 @@ print(json.dumps({
     "db_url": c.JupyterHub.db_url,
     "services": services,
     "roles": roles,
-    "service_account": c.KubeSpawner.service_account,
+    "service_account": c.ValeriaKubeSpawner.service_account,
     "profiles": [p["slug"] for p in c.ValeriaKubeSpawner.profile_list],
 }))
 """
