@@ -111,6 +111,12 @@ def test_demo_starts_prints_logins_restarts_from_state_and_stops_cleanly(tmp_pat
         pids = json.loads((state / "pids.json").read_text())
         assert {"ceph client.rgw.a", "oidc provider", "openbao", "jupyterhub"} <= set(pids), pids
         assert set(pids.values()) <= {p.pid for p in children}
+        # a second demo on the same state folder refuses at once and leaves the first one alone
+        clash = DemoRun(state, free_port())
+        assert clash.proc.wait(timeout=60) == 1
+        clash._reader.join(5)
+        assert "already running" in clash.output, clash.output
+        assert (state / "pids.json").exists() and '"version"' in _hub_version(port)
         first_seconds = float(re.search(r"started in ([\d.]+) s", out).group(1))
     finally:
         code = first.terminate()

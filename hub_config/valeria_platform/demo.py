@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -93,6 +94,7 @@ class DemoPlatform:
         self.hub: ManagedProcess | None = None
         self.seed: SeedReport | None = None
         self.timings: dict[str, float] = {}
+        self._wrote_pids = False
 
     # -- where things are ------------------------------------------------------------------------
     @property
@@ -128,10 +130,39 @@ class DemoPlatform:
         self.progress(f"[{n}/{total}] {what}: ok ({self.timings[what]:.1f} s)")
         return result
 
+    def _preflight(self) -> None:
+        """Fail in a second, not after starting Ceph: another demo on this state, or the port taken."""
+        pid_file = self.state / "pids.json"
+        if pid_file.exists():
+            alive = {}
+            for name, pid in json.loads(pid_file.read_text() or "{}").items():
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                if str(self.state) in cmdline or name.split()[-1] in cmdline:
+                    alive[name] = pid
+            if alive:
+                running = ", ".join(f"{n} {p}" for n, p in alive.items())
+                raise ServiceError(
+                    f"a demo is already running on {self.state} ({running}); stop it first (Ctrl+C there)"
+                )
+            pid_file.unlink()
+        with socket.socket() as s:
+            # as the proxy does: connections in TIME_WAIT from a previous run do not block the port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", self.hub_port))
+            except OSError:
+                raise ServiceError(
+                    f"port {self.hub_port} is in use: stop what listens there or use --hub-port"
+                ) from None
+
     def start(self) -> DemoPlatform:
         self.state.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state, 0o700)
         self.logs_dir.mkdir(exist_ok=True)
+        self._preflight()
         total = 5 if self.use_postgres else 4
         try:
             self._step(1, total, "Ceph RGW datalake (alice, bob, curator; seeded buckets)", self._start_ceph)
@@ -160,6 +191,7 @@ class DemoPlatform:
 
     def _write_pids(self) -> None:
         (self.state / "pids.json").write_text(json.dumps(self.pids(), indent=1) + "\n")
+        self._wrote_pids = True
 
     def _start_ceph(self) -> None:
         from .ceph import CephCluster
@@ -289,7 +321,9 @@ class DemoPlatform:
                 self.progress(f"stopping {name} failed: {e}")
         self.hub = None
         self.postgres = None
-        (self.state / "pids.json").unlink(missing_ok=True)
+        if self._wrote_pids:
+            (self.state / "pids.json").unlink(missing_ok=True)
+            self._wrote_pids = False
 
     def __enter__(self) -> Self:
         return self.start()
