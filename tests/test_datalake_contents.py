@@ -512,3 +512,32 @@ async def test_chunked_upload_into_a_read_only_bucket_is_403(api, world):
     if code in (200, 201):  # the first chunk may only be buffered: the refusal comes with the write
         code, m = await api("PUT", f"{RO}/up.txt", {**body, "chunk": -1})
     assert code == 403, m
+
+
+@on_server_loop
+async def test_odd_requests_get_4xx_never_500(api, world, jp_root_dir):
+    (jp_root_dir / "plain.txt").write_text("not a notebook")
+    d = world.unique("odd")
+    await api("PUT", f"{OWN}/{d}/plain.ipynb", {"type": "file", "format": "text", "content": "not json"})
+    cases = [
+        ("GET", f"{OWN}/notes.txt", None, {"type": "directory"}),
+        ("GET", f"{OWN}/spark", None, {"type": "file"}),
+        ("GET", f"{OWN}/{d}/plain.ipynb", None, {"type": "notebook"}),
+        ("GET", "plain.txt", None, {"type": "notebook"}),
+        ("PUT", f"{OWN}/{d}/n.ipynb", {"type": "notebook", "content": {"cells": "nope"}}, {}),
+        ("PUT", "", {"type": "directory"}, {}),
+        ("DELETE", "no-such-file.txt", None, {}),
+        ("DELETE", f"{OWN}/{d}/no-such-file.txt", None, {}),
+        ("DELETE", "", None, {}),
+        ("PATCH", f"{OWN}/{d}/missing.txt", {"path": f"{OWN}/{d}/other.txt"}, {}),
+        ("PATCH", "missing.txt", {"path": f"{OWN}/{d}/other.txt"}, {}),
+        ("PATCH", f"{OWN}/{d}/plain.ipynb", {"path": ""}, {}),
+        ("POST", f"{OWN}/{d}", {"copy_from": f"{OWN}/{d}/missing.txt"}, {}),
+        ("POST", f"{OWN}/{d}", {"copy_from": OWN}, {}),
+        ("POST", f"{OWN}/{d}/no/such/dir", {"type": "notebook"}, {}),
+        ("POST", f"{OWN}/{d}/missing.ipynb/checkpoints", None, {}),
+        ("POST", "missing.ipynb/checkpoints", None, {}),
+    ]
+    for method, path, body, params in cases:
+        code, m = await api(method, path, body, **params)
+        assert 400 <= code < 500, (method, path, body, code, m)

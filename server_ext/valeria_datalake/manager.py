@@ -657,7 +657,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         if loc.is_mount_root:
             raise HTTPError(400, f"No checkpoints for a folder: {loc.api_path or '/'}")
         if loc.kind in ("home", "scratch"):
-            return await posix_call(self._posix(loc), loc.inner)
+            posix = self._posix(loc)
+            if not await posix.file_exists(loc.inner):  # jupyter-server answers 500 for a missing file
+                raise HTTPError(404, f"No such file: {loc.api_path}")
+            try:
+                return await posix_call(posix, loc.inner)
+            except FileNotFoundError:
+                raise HTTPError(404, f"No such file or checkpoint: {loc.api_path}") from None
         bucket, _ = await self._bucket(loc)
         with self._s3_errors(loc.api_path, "checkpoint"):
             try:
