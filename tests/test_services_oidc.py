@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import urljoin
 
 import jwt
@@ -264,6 +265,46 @@ def test_username_and_groups_come_without_asking_for_the_groups_scope(oidc_provi
     tokens = _login(oidc_provider, "bob", scope="openid offline_access")
     claims = _verify(oidc_provider, tokens["id_token"])
     assert claims["preferred_username"] == "bob" and claims["groups"] == ["researchers", "hub-admins"]
-    info = requests.get(oidc_provider.endpoint("userinfo"),
-                        headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10).json()
+    info = requests.get(
+        oidc_provider.endpoint("userinfo"),
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        timeout=10,
+    ).json()
     assert info["preferred_username"] == "bob" and info["groups"] == ["researchers", "hub-admins"]
+
+
+def test_expired_access_token_is_refused_and_refresh_gives_a_valid_one(tmp_path) -> None:
+    """A realm with 1-second access tokens: the expiry the hub's refresh logic must handle."""
+    cb = "http://127.0.0.1:18125/cb"
+    user = {"username": "dora", "password": "pw-dora", "email": "dora@example.org", "groups": ["researchers"]}
+    with OIDCProvider(users=[user], clients=[{"client_id": "c", "client_secret": "s", "redirect_uris": [cb]}],
+                      access_token_ttl=1, workdir=tmp_path / "oidc") as provider:  # fmt: skip
+        tokens = provider.login("dora", "c", "s", cb)
+        assert tokens["expires_in"] == 1
+        time.sleep(2.1)
+        r = requests.get(
+            provider.endpoint("userinfo"),
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+            timeout=10,
+        )
+        assert r.status_code == 401
+        with pytest.raises(jwt.ExpiredSignatureError):
+            jwks = jwt.PyJWKClient(_discovery(provider)["jwks_uri"])
+            jwt.decode(
+                tokens["access_token"],
+                jwks.get_signing_key_from_jwt(tokens["access_token"]).key,
+                algorithms=["RS256"],
+                audience="c",
+            )
+        r = requests.post(
+            provider.endpoint("token"),
+            auth=("c", "s"),
+            timeout=10,
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        )
+        assert r.status_code == 200, r.text
+        fresh = r.json()["access_token"]
+        r = requests.get(
+            provider.endpoint("userinfo"), headers={"Authorization": f"Bearer {fresh}"}, timeout=10
+        )
+        assert r.status_code == 200 and r.json()["preferred_username"] == "dora"
