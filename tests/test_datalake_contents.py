@@ -295,8 +295,12 @@ async def test_checkpoints_live_in_the_bucket(api, world, jp_fetch):
     assert m["content"]["cells"][0]["source"] == NOTEBOOK["cells"][0]["source"]
     _, top = await api("GET", OWN)
     assert ".valeria_checkpoints" not in names(top)
-    await api("DELETE", path)
-    assert f".valeria_checkpoints/{d}/nb.ipynb" not in keys(world, OWN_BUCKET, ".valeria_checkpoints/")
+    code, _ = await api("PATCH", path, {"path": f"{OWN}/{d}/renamed.ipynb"})  # the checkpoint follows
+    assert code == 200
+    ck_keys = keys(world, OWN_BUCKET, f".valeria_checkpoints/{d}/")
+    assert ck_keys == {f".valeria_checkpoints/{d}/renamed.ipynb"}
+    await api("DELETE", f"{OWN}/{d}/renamed.ipynb")
+    assert keys(world, OWN_BUCKET, f".valeria_checkpoints/{d}/") == set()
 
 
 # -- cross-mount moves and copies ----------------------------------------------------------------
