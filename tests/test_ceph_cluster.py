@@ -71,6 +71,11 @@ def test_https_is_verified_against_the_generated_ca(ceph_cluster: CephCluster) -
     with pytest.raises(urllib.error.URLError) as err:
         urllib.request.urlopen(ceph_cluster.https_endpoint, context=ssl.create_default_context(), timeout=10)
     assert isinstance(err.value.reason, ssl.SSLCertVerificationError)
+    with urllib.request.urlopen(ceph_cluster.http_endpoint, timeout=10) as resp:  # the plain-HTTP side
+        assert resp.status == 200
+    site = ceph_cluster.site()
+    assert site.kind == "ceph" and site.endpoint == ceph_cluster.https_endpoint
+    assert site.ca_bundle == ceph_cluster.ca_bundle
 
 
 def test_list_buckets_shows_only_owned_buckets(ceph_cluster: CephCluster) -> None:
