@@ -119,6 +119,15 @@ def test_alice_works_with_her_datalake(demo_platform: Any, chromium: Any, shot: 
     site = demo_platform.ceph.site()
     s3 = site.client("alice")
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    api_bodies: list[tuple[str, str]] = []
+
+    def keep_api_body(response: Any) -> None:
+        # every JSON answer of the hub and the notebook server's APIs, to check for leaked secrets
+        if "/api/" in response.url and "json" in (response.headers.get("content-type") or ""):
+            with contextlib.suppress(Exception):
+                api_bodies.append((response.url, response.text()))
+
+    context.on("response", keep_api_body)
     page = context.new_page()
     try:
         _log_in(page, demo_platform, shot, "alice", "alice")
@@ -189,6 +198,12 @@ def test_alice_works_with_her_datalake(demo_platform: Any, chromium: Any, shot: 
             assert r is not None and r.status == 403
     finally:
         context.close()
+    # nothing the browser received carries an S3 secret key (jupyter-fs sends them to the browser)
+    assert len(api_bodies) > 10 and any("/api/contents" in url for url, _ in api_bodies)
+    secrets = [u.secret_key for u in demo_platform.ceph.users.values()] + [demo_platform.client_secret]
+    for url, body in api_bodies:
+        for secret in secrets:
+            assert secret not in body, f"a secret reached the browser in {url}"
 
 
 def test_bob_sees_the_admin_panel(demo_platform: Any, chromium: Any, shot: Any) -> None:
@@ -208,6 +223,12 @@ def test_bob_sees_the_admin_panel(demo_platform: Any, chromium: Any, shot: Any) 
             page.get_by_role("button", name="Shutdown Hub").wait_for(timeout=30_000)
             page.get_by_text("alice", exact=True).first.wait_for(timeout=30_000)
             page.get_by_text("bob", exact=True).first.wait_for(timeout=30_000)
+        with step(page, shot, "bob-6-logged-out-of-hub-and-idp"):
+            page.goto(f"{demo_platform.hub_url}/hub/logout")
+            # the hub ends the IdP session too (end-session with id_token_hint), then comes back
+            page.wait_for_url(f"{demo_platform.hub_url}/hub/login**", timeout=30_000)
+            page.locator("#login-main a").click()
+            page.wait_for_selector("#kc-form-login", timeout=30_000)  # the password is asked again
     finally:
         context.close()
 
