@@ -59,7 +59,7 @@ from typing_extensions import Self
 from .s3site import S3Site, S3User
 from .tls import make_server_tls
 
-#: Debian package → binary this module runs.
+#: the programs this module runs (Debian: radosgw, ceph-mon, ceph-osd, ceph-common, ceph-base)
 BINARIES = ("monmaptool", "ceph-authtool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
 LOG_NAMES = ("mon.a", "osd.0", "client.rgw.a")
 RGW_NAME = "client.rgw.a"
@@ -159,6 +159,8 @@ class CephCluster:
         if self.workdir.exists() and any(self.workdir.iterdir()):
             raise CephStartError(f"{self.workdir} is not empty: the cluster needs a folder of its own")
         t0 = time.monotonic()
+        self.fsid = str(uuid.uuid4())
+        self.users.clear()  # users of an earlier run of this object died with its cluster
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._started = True
         atexit.register(self.stop)
