@@ -1,27 +1,40 @@
 """`valeria-hub-doctor` against the local platform's real servers: healthy, then each one broken.
 
 Real: the Keycloak-shaped OIDC provider, OpenBao configured by openshift/vault/configure-vault.sh,
-PostgreSQL 15, and moto's S3 server (session fixtures). Faked, because it cannot run here: the NFS
-server, stood in for by a TCP listener on loopback (the doctor only checks that the NFS port
-answers; the nodes, not the hub, mount the export).
+PostgreSQL 15, and moto's S3 server (session fixtures). Faked, because they cannot run here:
+- the NFS server, stood in for by a TCP listener on loopback (the doctor only checks that the NFS
+  port answers; the nodes, not the hub, mount the export);
+- the Kubernetes API server, stood in for by an HTTPS server on loopback that answers
+  SelfSubjectAccessReviews by evaluating the rules of the Role rendered from
+  openshift/templates/valeria-hub.yaml (so the doctor is checked against the real template).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from valeria_hub import doctor
 from valeria_platform.oidc import OIDCProvider
 from valeria_platform.openbao import OpenBao, configure_vault
+from valeria_platform.tls import LocalCA
 
 from tests.fixtures.s3 import free_port
 from tests.fixtures.services import OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
+from tests.test_openshift_templates import render
+
+SA_TOKEN = "sa-token-" + secrets.token_hex(16)
+#: the fake pod's service account folder (set by the kube_api fixture)
+SERVICE_ACCOUNT: dict[str, Path] = {}
 
 CRYPT_KEY = secrets.token_hex(32)
 
@@ -53,10 +66,82 @@ def nfs_port() -> Iterator[int]:
         server.close()
 
 
+class FakeKubeAPI:
+    """Answers SelfSubjectAccessReviews from a list of RBAC rules (a Role's `rules`)."""
+
+    def __init__(self, workdir: Path, rules: list[dict]) -> None:
+        self.rules = rules
+        self.reviews: list[dict] = []
+        ca = LocalCA.create(workdir / "ca")
+        tls = ca.issue(workdir / "tls", "kube-api")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.chain, tls.key)
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.headers.get("Authorization") != f"Bearer {SA_TOKEN}":
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                assert self.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+                attrs = body["spec"]["resourceAttributes"]
+                api.reviews.append(attrs)
+                allowed = attrs["namespace"] == "valeria" and any(
+                    "" in r["apiGroups"]
+                    and attrs["resource"] in r["resources"]
+                    and attrs["verb"] in r["verbs"]
+                    for r in api.rules
+                )
+                answer = json.dumps({**body, "status": {"allowed": allowed}}).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        # the pod's service account folder, as Kubernetes mounts it
+        self.sa_dir = workdir / "serviceaccount"
+        self.sa_dir.mkdir()
+        (self.sa_dir / "token").write_text(SA_TOKEN)
+        (self.sa_dir / "namespace").write_text("valeria")
+        (self.sa_dir / "ca.crt").write_bytes(ca.cert.read_bytes())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+TEMPLATE_ROLE_RULES = next(o for o in render("valeria-hub.yaml") if o["kind"] == "Role")["rules"]
+
+
 @pytest.fixture(scope="module")
-def healthy_env(oidc_provider, openbao, postgres, moto_site) -> dict[str, str]:
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeKubeAPI]:
+    api = FakeKubeAPI(tmp_path_factory.mktemp("kube"), TEMPLATE_ROLE_RULES)
+    SERVICE_ACCOUNT["dir"] = api.sa_dir
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="module")
+def healthy_env(oidc_provider, openbao, postgres, moto_site, kube_api) -> dict[str, str]:
     """The environment a correctly configured hub has, pointing at the local servers."""
     return {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(kube_api.port),
+        "VALERIA_NAMESPACE": "valeria",
         "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,
         "VALERIA_OIDC_REALM_URL": oidc_provider.issuer,
         "VALERIA_OIDC_CLIENT_ID": OIDC_CLIENT_ID,
@@ -74,24 +159,26 @@ def healthy_env(oidc_provider, openbao, postgres, moto_site) -> dict[str, str]:
     }
 
 
-def run_doctor(env: dict[str, str], nfs_port: int, capsys, *extra: str) -> tuple[int, dict[str, str], str]:
-    code = doctor.main(
-        ["--nfs-port", str(nfs_port), "--timeout", "3", "--user", "alice", "--uid", "1001", *extra], env
-    )
+def run_doctor(
+    env: dict[str, str], nfs_port: int, capsys, *extra: str, sa_dir: Path | None = None
+) -> tuple[int, dict[str, str], str]:
+    sa_dir = sa_dir or SERVICE_ACCOUNT["dir"]
+    argv = ["--nfs-port", str(nfs_port), "--timeout", "3", "--user", "alice", "--uid", "1001"]
+    code = doctor.main([*argv, "--service-account-dir", str(sa_dir), *extra], env)
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
     by_check = {line.split()[1]: line for line in lines}
     for line in lines:
         assert line.split()[0] in ("OK", "WARN", "FAIL", "SKIP"), line
     text = out.out + out.err
-    for value in (OIDC_CLIENT_SECRET, CRYPT_KEY, env.get("VALERIA_DB_PASSWORD", "")):
+    for value in (OIDC_CLIENT_SECRET, CRYPT_KEY, SA_TOKEN, env.get("VALERIA_DB_PASSWORD", "")):
         assert not value or value not in text, "a secret reached the doctor's output"
     return code, by_check, text
 
 
 def test_healthy_platform_passes_every_check(healthy_env, nfs_port, capsys) -> None:
     code, checks, text = run_doctor(healthy_env, nfs_port, capsys)
-    assert list(checks) == ["settings", "keycloak", "vault", "database", "s3", "nfs"], text
+    assert list(checks) == ["settings", "keycloak", "vault", "database", "s3", "nfs", "kubernetes"], text
     assert all(line.startswith("OK") for line in checks.values()), text
     assert code == 0
     assert "1 signing key" in checks["keycloak"] or "signing key(s)" in checks["keycloak"]
@@ -100,6 +187,52 @@ def test_healthy_platform_passes_every_check(healthy_env, nfs_port, capsys) -> N
     assert (
         "127.0.0.1:/lustre/home/alice" in checks["nfs"] and "127.0.0.1:/lustre/scratch/1001" in checks["nfs"]
     )
+    assert "and no more" in checks["kubernetes"]
+
+
+def test_kubernetes_check_asks_for_each_right_in_the_namespace(
+    healthy_env, nfs_port, kube_api, capsys
+) -> None:
+    kube_api.reviews.clear()
+    code, checks, text = run_doctor(healthy_env, nfs_port, capsys, "--only", "kubernetes")
+    assert code == 0, text
+    asked = {(r["verb"], r["resource"]) for r in kube_api.reviews}
+    assert asked == set(doctor.KUBE_NEEDS) | set(doctor.KUBE_TOO_MUCH)
+    assert {r["namespace"] for r in kube_api.reviews} == {"valeria"}
+
+
+@pytest.mark.parametrize(
+    "rules, status, words",
+    [
+        # the RoleBinding was never applied: nothing allowed
+        ([], "FAIL", "may not create pods"),
+        # an old Role without Secrets: the per-user Secret cannot be created
+        ([r for r in TEMPLATE_ROLE_RULES if "secrets" not in r["resources"]], "FAIL", "create secrets"),
+        # bound to `edit` instead: works, but may read every Secret of the project
+        (
+            [
+                *TEMPLATE_ROLE_RULES,
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+            ],
+            "WARN",
+            "more than it needs",
+        ),
+    ],
+    ids=["no-binding", "no-secrets", "edit"],
+)
+def test_kubernetes_rbac_problems(rules, status, words, healthy_env, nfs_port, kube_api, capsys) -> None:
+    kube_api.rules = rules
+    try:
+        code, checks, text = run_doctor(healthy_env, nfs_port, capsys, "--only", "kubernetes")
+    finally:
+        kube_api.rules = TEMPLATE_ROLE_RULES
+    assert checks["kubernetes"].startswith(status) and words in checks["kubernetes"], text
+    assert code == (1 if status == "FAIL" else 0)
+
+
+def test_kubernetes_check_outside_a_pod(healthy_env, nfs_port, tmp_path, capsys) -> None:
+    code, checks, text = run_doctor(healthy_env, nfs_port, capsys, "--only", "kubernetes", sa_dir=tmp_path)
+    assert code == 1 and "oc exec deploy/valeria-hub" in checks["kubernetes"], text
 
 
 def _closed_url() -> str:
@@ -203,8 +336,9 @@ def test_invalid_settings_exit_2_naming_the_variable(healthy_env, nfs_port, caps
 
 def test_local_spawner_checks_the_local_root(healthy_env, nfs_port, tmp_path, capsys) -> None:
     env = {**healthy_env, "VALERIA_SPAWNER": "local", "VALERIA_LOCAL_ROOT": str(tmp_path / "users")}
-    code, checks, _ = run_doctor(env, nfs_port, capsys, "--only", "nfs")
+    code, checks, _ = run_doctor(env, nfs_port, capsys, "--only", "nfs,kubernetes")
     assert code == 0 and "local spawner" in checks["nfs"]
+    assert checks["kubernetes"].startswith("SKIP")
 
 
 def test_scrub_removes_every_secret_value() -> None:

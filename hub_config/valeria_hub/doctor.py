@@ -5,7 +5,7 @@ Run it where the hub runs, with the hub's environment (on OpenShift:
 (`HubSettings.from_env`), then checks each dependency the way the hub will use it, and prints one
 line per check: status, what was checked, and for anything wrong, what to fix.
 
-    OK    settings  32 hub variables parsed (spawner kubernetes)
+    OK    settings  hub settings parsed (spawner kubernetes, Vault auth jwt)
     FAIL  vault     ... -> fix: ...
 
 Checks: settings; Keycloak (OIDC discovery, issuer, signing keys); Vault (reachable, unsealed,
@@ -13,7 +13,8 @@ the auth mount and role exist, and Vault can fetch Keycloak's keys: probed with 
 token that no key signed, which Vault must refuse, so no credential is needed); the database
 (connect, `SELECT 1`, hub schema present or not yet); the S3 endpoint (answers like S3 over
 verified TLS); the NFS server (reachable on the NFS port) and the per-user path templates, or the
-local root for the local spawner.
+local root for the local spawner; Kubernetes (the hub's service account may do what KubeSpawner
+needs in the namespace, and may not read the project's Secrets: SelfSubjectAccessReviews).
 
 Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 when the settings
 themselves are invalid. No secret is printed: every line is scrubbed of the values of the hub's
@@ -36,7 +37,22 @@ from pathlib import Path
 from .settings import HubSettings, SettingsError
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
-CHECKS = ("keycloak", "vault", "database", "s3", "nfs")
+CHECKS = ("keycloak", "vault", "database", "s3", "nfs", "kubernetes")
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: what KubeSpawner and the per-user Secret need (the Role in openshift/templates/valeria-hub.yaml)
+KUBE_NEEDS = (
+    ("create", "pods"),
+    ("get", "pods"),
+    ("list", "pods"),
+    ("watch", "pods"),
+    ("delete", "pods"),
+    ("list", "events"),
+    ("watch", "events"),
+    ("create", "secrets"),
+    ("delete", "secrets"),
+)
+#: rights the hub must NOT have: reading the project's Secrets (admin Secrets, other users' keys)
+KUBE_TOO_MUCH = (("get", "secrets"), ("list", "secrets"))
 #: environment variables whose values are secrets, beyond those HubSettings holds as Secret
 SECRET_ENV = (
     "JUPYTERHUB_CRYPT_KEY",
@@ -67,6 +83,7 @@ class Options:
     nfs_port: int = 2049
     sample_user: str = "jdoe"
     sample_uid: int | None = None
+    service_account_dir: str = SERVICE_ACCOUNT_DIR
 
 
 def _short(error: BaseException) -> str:
@@ -410,15 +427,86 @@ def check_nfs(settings: HubSettings, opts: Options) -> Result:
     )
 
 
+# ------------------------------------------------------------------------------------------------ Kubernetes
+
+
+def check_kubernetes(settings: HubSettings, opts: Options, environ: Mapping[str, str]) -> Result:
+    """The hub's service account may do what KubeSpawner needs in the notebooks' namespace, and no more.
+
+    Asked with SelfSubjectAccessReviews, which any service account may create.
+    """
+    import requests
+
+    if settings.spawner != "kubernetes":
+        return Result(SKIP, "kubernetes", f"{settings.spawner} spawner: no Kubernetes API needed")
+    sa = Path(opts.service_account_dir)
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host or not (sa / "token").is_file():
+        return Result(
+            FAIL,
+            "kubernetes",
+            f"not inside a pod with a service account token ({sa}/token, KUBERNETES_SERVICE_HOST)",
+            "run the doctor in the hub pod: oc exec deploy/valeria-hub -- valeria-hub-doctor",
+        )
+    namespace = settings.namespace or (sa / "namespace").read_text().strip()
+    api = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    session = requests.Session()
+    session.headers["Authorization"] = "Bearer " + (sa / "token").read_text().strip()
+    # passed per request: a Session's own `verify` loses to REQUESTS_CA_BUNDLE from the environment
+    verify = str(sa / "ca.crt") if (sa / "ca.crt").is_file() else True
+
+    def allowed(verb: str, resource: str) -> bool:
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}},
+        }
+        response = session.post(
+            f"{api}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            json=review,
+            timeout=opts.timeout,
+            verify=verify,
+        )
+        response.raise_for_status()
+        return bool(response.json().get("status", {}).get("allowed"))
+
+    try:
+        missing = [f"{verb} {resource}" for verb, resource in KUBE_NEEDS if not allowed(verb, resource)]
+        extra = [f"{verb} {resource}" for verb, resource in KUBE_TOO_MUCH if allowed(verb, resource)]
+    except requests.RequestException as e:
+        return Result(FAIL, "kubernetes", f"API server {api} unreachable or refused ({_short(e)})", "")
+    finally:
+        session.close()
+    if missing:
+        return Result(
+            FAIL,
+            "kubernetes",
+            f"the hub's service account may not {', '.join(missing)} in namespace {namespace}",
+            "apply openshift/templates/valeria-hub.yaml (Role and RoleBinding valeria-hub-spawner); "
+            "VALERIA_NAMESPACE must be the project the Role is in",
+        )
+    if extra:
+        return Result(
+            WARN,
+            "kubernetes",
+            f"the hub's service account may {', '.join(extra)} in namespace {namespace}: more than it needs",
+            "bind only the Role valeria-hub-spawner (not edit or admin)",
+        )
+    return Result(
+        OK, "kubernetes", f"the hub may manage pods and create/delete Secrets in {namespace}, and no more"
+    )
+
+
 # ------------------------------------------------------------------------------------------------ running
 
 
-RUNNERS: dict[str, Callable[[HubSettings, Options], Result]] = {
+RUNNERS: dict[str, Callable[..., Result]] = {
     "keycloak": check_keycloak,
     "vault": check_vault,
     "database": check_database,
     "s3": check_s3,
     "nfs": check_nfs,
+    "kubernetes": check_kubernetes,
 }
 
 
@@ -457,7 +545,8 @@ def run_checks(
     ]
     for name in only:
         try:
-            results.append(RUNNERS[name](settings, opts))
+            args = (settings, opts, environ) if name == "kubernetes" else (settings, opts)
+            results.append(RUNNERS[name](*args))
         except Exception as e:  # a doctor reports, it does not crash
             results.append(Result(FAIL, name, f"check crashed: {type(e).__name__}: {_short(e)}", ""))
     return results
@@ -481,13 +570,24 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     parser.add_argument(
         "--uid", type=int, default=None, help="sample uid for {uid} in the NFS path templates"
     )
+    parser.add_argument(
+        "--service-account-dir",
+        default=SERVICE_ACCOUNT_DIR,
+        help=f"the pod's service account token, CA and namespace (default {SERVICE_ACCOUNT_DIR})",
+    )
     args = parser.parse_args(argv)
     only = tuple(c.strip() for c in args.only.split(",") if c.strip())
     unknown = set(only) - set(CHECKS)
     if unknown:
         parser.error(f"unknown check(s): {', '.join(sorted(unknown))}")
     environ = os.environ if environ is None else environ
-    opts = Options(timeout=args.timeout, nfs_port=args.nfs_port, sample_user=args.user, sample_uid=args.uid)
+    opts = Options(
+        timeout=args.timeout,
+        nfs_port=args.nfs_port,
+        sample_user=args.user,
+        sample_uid=args.uid,
+        service_account_dir=args.service_account_dir,
+    )
     results = run_checks(environ, only, opts)
     try:
         settings = HubSettings.from_env(environ)
