@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -221,3 +222,26 @@ def test_a_failed_admin_command_names_it_without_the_secret_key(ceph_cluster: Ce
         )  # fmt: skip
     assert "user create" in str(err.value) and "exists" in str(err.value)
     assert secret not in str(err.value) and "--secret-key ***" in str(err.value)
+
+
+def test_a_port_taken_by_another_process_fails_fast_and_says_so(tmp_path) -> None:
+    """An RGW port in use: radosgw exits at once and the start says why instead of timing out
+    (a clash on ports the launcher picked itself is retried once on fresh ports)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cluster = CephCluster(
+            tmp_path / "clash",
+            extra_conf={"client.rgw.a": {"rgw frontends": f"beast endpoint=127.0.0.1:{port}"}},
+            start_timeout=60,
+        )
+        try:
+            with pytest.raises(CephStartError) as err:
+                cluster.start()
+        finally:
+            cluster.stop()
+    message = str(err.value)
+    assert "client.rgw.a exited" in message and "Address already in use" in message
+    assert "client.rgw.a.log" in message
+    assert _processes_mentioning(str(tmp_path / "clash")) == []

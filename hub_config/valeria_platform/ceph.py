@@ -150,6 +150,11 @@ class CephCluster:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Self:
+        """Bring the cluster up; raises :class:`CephStartError` (with the daemons' logs) if it fails.
+
+        Ports are picked free just before the daemons bind them; if another process takes one in
+        between (``Address already in use``), the start is retried once on fresh ports.
+        """
         missing = [b for b in BINARIES if shutil.which(b) is None]
         if missing:
             raise CephStartError(
@@ -159,6 +164,17 @@ class CephCluster:
         if self.workdir.exists() and any(self.workdir.iterdir()):
             raise CephStartError(f"{self.workdir} is not empty: the cluster needs a folder of its own")
         t0 = time.monotonic()
+        for attempt in (1, 2):
+            try:
+                self._start_once()
+                break
+            except CephStartError as e:
+                if attempt == 2 or "Address already in use" not in str(e):
+                    raise
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def _start_once(self) -> None:
         self.fsid = str(uuid.uuid4())
         self.users.clear()  # users of an earlier run of this object died with its cluster
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -177,8 +193,6 @@ class CephCluster:
             if isinstance(e, Exception):
                 raise CephStartError(f"Ceph cluster did not start: {e!r}\n{report}") from e
             raise
-        self.start_seconds = time.monotonic() - t0
-        return self
 
     def stop(self) -> None:
         """End every daemon started here (by PID) and remove the work folder. Idempotent.
