@@ -364,10 +364,8 @@ class DatalakeContentsManager(AsyncContentsManager):
             type = guess_type(loc.name)
         if type == "notebook" and format not in (None, "json"):
             raise HTTPError(400, f"Notebooks are read as json: {loc.api_path}")
-        if content:
+        if content:  # one GetObject: body, size, time and ETag together
             data, entry = await bucket.read(loc.inner)
-        elif require_hash:
-            data, entry = None, await bucket.head(loc.inner)
         else:
             data, entry = None, await bucket.head(loc.inner)
         model = file_model(loc.api_path, entry, info.writable, type)
