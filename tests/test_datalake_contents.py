@@ -389,6 +389,8 @@ async def test_read_only_bucket(api, world, jp_root_dir):
     assert code == 403  # moving out needs a delete in the read-only bucket
     assert read(world, SHARED_RO, "readme.txt")
     assert not (jp_root_dir / "stolen.txt").exists()
+    code, m = await api("POST", "", {"copy_from": f"{RO}/sub"})  # copying out is fine
+    assert code == 201 and m["path"] == "sub" and (jp_root_dir / "sub" / "x.csv").read_text() == "1\n"
 
 
 @on_server_loop
