@@ -182,16 +182,21 @@ def test_alice_works_with_her_datalake(demo_platform: Any, chromium: Any, shot: 
             deadline = time.monotonic() + 120
             head = None
             while time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(s3.exceptions.ClientError):
                     head = s3.head_object(Bucket=ALICE_BUCKET, Key=UPLOAD_NAME)
-                    break
-                except s3.exceptions.ClientError:
-                    page.wait_for_timeout(500)
+                    if head["ContentLength"] == UPLOAD_SIZE:
+                        break
+                page.wait_for_timeout(500)
             assert head is not None, "the upload never reached the bucket"
             assert head["ContentLength"] == UPLOAD_SIZE
             got = s3.get_object(Bucket=ALICE_BUCKET, Key=UPLOAD_NAME)["Body"].read()
             assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
             assert UPLOAD_NAME in _wait_for_listing(page, {UPLOAD_NAME})
+            # JupyterLab sent it as 1 MiB chunks (the path that loses data in jupyter-fs)
+            hub_log = (demo_platform.logs_dir / "hub.log").read_text()
+            target = f"{ALICE_BUCKET}/{UPLOAD_NAME}"
+            puts = [ln for ln in hub_log.splitlines() if " PUT " in ln and target in ln]
+            assert len(puts) >= UPLOAD_SIZE // (1024 * 1024), puts
 
         with step(page, shot, "alice-9-no-admin-panel"):
             r = page.goto(f"{demo_platform.hub_url}/hub/admin")
