@@ -7,10 +7,12 @@ process measures what the server holds, not a buffered copy of the download.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
+import time
 import tracemalloc
 
 import pytest
@@ -269,16 +271,20 @@ async def test_no_secret_in_any_response_or_log(jp_fetch, api, moto_world, big_o
 
 
 async def test_loop_stall_monitor_sees_a_blocked_loop():
-    import time
-
     async with LoopStallMonitor(interval=0.001) as monitor:
-        import asyncio
-
         await asyncio.sleep(0.02)
-        time.sleep(0.2)  # a blocking call on the loop, on purpose
+        time.sleep(0.2)  # a blocking call on the loop, on purpose (sleeping: no CPU used)
         await asyncio.sleep(0.02)
         report = monitor.report()
-    assert report.max_stall >= 0.15  # a lower bound only: it cannot be shorter than the block
-    assert report.over_50ms >= 1 and report.samples >= 2
-    finished = monitor.reset()
-    assert finished is report and monitor.report().max_stall == 0
+        # lower bounds only: a stall cannot be shorter than the block that caused it
+        assert report.max_stall >= 0.15 and report.over_50ms >= 1 and report.samples >= 2
+        assert report.max_busy < 0.15  # the loop slept: late, but not busy
+
+        finished = monitor.reset()
+        assert finished is report and monitor.report().max_stall == 0
+        await asyncio.sleep(0.01)
+        start = time.thread_time()
+        while time.thread_time() - start < 0.1:  # 100 ms of CPU work on the loop
+            pass
+        await asyncio.sleep(0.01)
+        assert monitor.report().max_busy >= 0.09
