@@ -311,6 +311,8 @@ function makeProvider(issuer) {
     provider.on(ev, (_ctx, err) => log(ev, { error: String(err?.message || err), detail: err?.error_description }));
   }
   provider.on('grant.success', (ctx) => log('token issued', { client: ctx.oidc.client?.clientId, grant: ctx.oidc.params?.grant_type }));
+  provider.on('end_session.success', (ctx) => log('logout', { client: ctx.oidc.client?.clientId }));
+  provider.on('revocation.success', (ctx) => log('token revoked', { client: ctx.oidc.client?.clientId }));
   return provider;
 }
 
