@@ -148,6 +148,14 @@ def test_alice_works_with_her_datalake(demo_platform: Any, chromium: Any, shot: 
             page.locator(".jp-BreadCrumbs-home").click()
             _wait_for_listing(page, {f"datalake_{ALICE_BUCKET}"})
 
+        with step(page, shot, "alice-5b-shared-bucket-readable"):
+            # shared by bucket policy: absent from alice's ListBuckets, announced by the hub
+            _open(page, f"datalake_{SHARED_BUCKET}")
+            names = _wait_for_listing(page, {"reference", "README.md"})
+            assert {"reference", "README.md"} <= set(names), names
+            page.locator(".jp-BreadCrumbs-home").click()
+            _wait_for_listing(page, {f"datalake_{ALICE_BUCKET}"})
+
         with step(page, shot, "alice-6-notebook-from-bucket-ran"):
             _open(page, f"datalake_{ALICE_BUCKET}")
             _wait_for_listing(page, {NOTEBOOK_KEY})
