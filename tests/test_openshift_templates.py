@@ -105,7 +105,13 @@ MINI = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "${NAME}-cm", "labels": {"x": "y"}},
-            "data": {"n": "${REPLICAS}", "t": "${TOKEN}", "e": "${EMPTY}", "both": "${NAME}/${NAME}"},
+            "data": {
+                "n": "${REPLICAS}",
+                "t": "${TOKEN}",
+                "e": "${EMPTY}",
+                "both": "${NAME}/${NAME}",
+                "json": '{"a": {"n": ${REPLICAS}}}',  # a `}` right after a reference stays text
+            },
         },
         {"kind": "X", "metadata": {"name": "x"}, "spec": {"replicas": "${{REPLICAS}}", "on": "${{ENABLED}}"}},
     ],
@@ -117,6 +123,7 @@ def test_renderer_substitutes_like_oc_process() -> None:
     assert cm["metadata"]["name"] == "demo-cm"
     assert cm["metadata"]["labels"] == {"app": "demo", "x": "y"}  # template labels added
     assert cm["data"]["n"] == "2" and cm["data"]["both"] == "demo/demo" and cm["data"]["e"] == ""
+    assert cm["data"]["json"] == '{"a": {"n": 2}}'
     assert re.fullmatch(r"[a-f0-9]{20}", cm["data"]["t"])
     assert x["spec"] == {"replicas": 2, "on": True}  # ${{}} keeps JSON types
     again, _ = ocprocess.process(MINI, {"NAME": "demo"})
@@ -562,6 +569,14 @@ def test_hub_settings_accept_the_template_environment(hub: list[dict]) -> None:
     assert settings.db_url == "postgresql+psycopg2://jupyterhub@postgres.example.org:5432/jupyterhub"
     assert settings.db_password.get() == "db-pass-not-logged"
     assert [p.slug for p in settings.profiles] == ["scipy", "r"]
+    # every flavour gets the notebook sizes, in the types KubeSpawner's traits accept
+    from jupyterhub.traitlets import ByteSpecification
+
+    for profile in settings.profiles:
+        override = profile.as_kubespawner()["kubespawner_override"]
+        assert ByteSpecification().validate(None, override["mem_limit"]) == 8 * 1024**3
+        assert ByteSpecification().validate(None, override["mem_guarantee"]) == 1024**3
+        assert override["cpu_limit"] == 4
     assert settings.s3_shared_buckets == ("climate-shared",)
 
 

@@ -32,7 +32,8 @@ from typing import Any
 
 import yaml
 
-_REF = re.compile(r"\$\{(\{)?([A-Za-z0-9_]+)\}?\}")
+# `${{NAME}}` first (as oc does), then `${NAME}`; a `}` right after `${NAME}` is ordinary text
+_REF = re.compile(r"\$\{\{([A-Za-z0-9_]+)\}\}|\$\{([A-Za-z0-9_]+)\}")
 _NONSTRING = re.compile(r"^\$\{\{([A-Za-z0-9_]+)\}\}$")
 _GENERATOR = re.compile(r"\[([^\]]+)\]\{(\d+)\}")
 _CLASSES = {
@@ -119,7 +120,7 @@ def substitute(node: Any, values: Mapping[str, str]) -> Any:
 
     def replace(m: re.Match) -> str:
         if m.group(1):
-            raise TemplateError(f"${{{{{m.group(2)}}}}} must be a whole value, not inside {node!r}")
+            raise TemplateError(f"${{{{{m.group(1)}}}}} must be a whole value, not inside {node!r}")
         if m.group(2) not in values:
             raise TemplateError(f"${{{m.group(2)}}} names no parameter (in {node!r})")
         return values[m.group(2)]
