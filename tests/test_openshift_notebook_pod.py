@@ -1,0 +1,190 @@
+"""The notebook pod the hub builds, with the configuration the templates give it, is admitted by the
+notebooks' SCC and fenced by the NetworkPolicies.
+
+The hub is configured exactly as on OpenShift: `hub_config/jupyterhub_config.py` loaded with the
+environment the hub template gives the hub container. Its spawner renders alice's pod offline
+(KubeSpawner `_mock=True`, a dummy kubeconfig: no Kubernetes API server can run here) from a spawn
+plan with alice's Vault identity. The pod is then checked against the SCC rendered from
+valeria-cluster.yaml (a small evaluator of the SCC strategies that decide admission) and against
+the NetworkPolicies rendered from valeria-hub.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import kubernetes_validate
+import pytest
+from jupyterhub.app import JupyterHub
+from kubernetes_asyncio.client import ApiClient
+from valeria_hub.plan import build_plan, parse_identity, parse_s3_keys
+
+from tests.test_openshift_templates import REPO, hub_environment, one, render
+
+UID, GID, GROUPS = 12345, 12345, [12345, 20000]
+S3_SECRET = "alice-s3-secret-" + "x" * 12
+
+
+class _User:
+    name = "alice"
+    id = 7
+    url = "/user/alice/"
+    escaped_name = "alice"
+
+
+@pytest.fixture
+def kubeconfig(tmp_path, monkeypatch):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "dummy"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return path
+
+
+@pytest.fixture
+def hub_objects() -> list[dict]:
+    return render("valeria-hub.yaml", UID_MIN="10000", UID_MAX="60000")
+
+
+@pytest.fixture
+def configured_hub(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
+    """JupyterHub with the repository's config file, loaded with the template's environment."""
+    env = hub_environment(hub_objects)
+    for name in list(os.environ):
+        if name.startswith(("VALERIA_", "JUPYTERHUB_", "JPY_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    app = JupyterHub()
+    app.load_config_file(str(REPO / "hub_config" / "jupyterhub_config.py"))
+    return app
+
+
+async def render_pod(app: JupyterHub, profile: str) -> dict:
+    """What KubeSpawner._start does before creating the pod, for alice with her Vault identity."""
+    spawner_class = app.config.JupyterHub.spawner_class
+    spawner = spawner_class(_mock=True, user=_User(), config=app.config)
+    settings = spawner.valeria_settings
+    plan = build_plan(
+        settings,
+        "alice",
+        parse_identity({"uid": UID, "gid": GID, "groups": GROUPS}, settings),
+        parse_s3_keys({"access_key": "AKIAALICE", "secret_key": S3_SECRET}),
+    )
+    spawner.api_token = "hub-token-" + "y" * 12
+    spawner.apply_plan(plan)
+    spawner.user_options = {"profile": profile}
+    await spawner.load_user_options()
+    pod = await spawner.get_pod_manifest()
+    pod = spawner.modify_pod_hook(spawner, pod)
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+def scc_refusals(scc: dict, pod: dict, service_account_allowed: bool) -> list[str]:
+    """Why the SCC would not admit the pod ([] = admitted); the strategies OpenShift enforces."""
+    problems = []
+    if not service_account_allowed:
+        problems.append("the pod's service account may not use the SCC")
+    spec = pod["spec"]
+    psc = spec.get("securityContext") or {}
+
+    def in_ranges(value: int, ranges: list[dict]) -> bool:
+        return any(r["min"] <= value <= r["max"] for r in ranges)
+
+    run_as = scc["runAsUser"]
+    for c in spec["containers"] + spec.get("initContainers", []):
+        csc = c.get("securityContext") or {}
+        uid = csc.get("runAsUser", psc.get("runAsUser"))
+        if uid is None or not run_as["uidRangeMin"] <= uid <= run_as["uidRangeMax"]:
+            problems.append(f"{c['name']}: runAsUser {uid} outside the SCC range")
+        if csc.get("privileged") and not scc["allowPrivilegedContainer"]:
+            problems.append(f"{c['name']}: privileged")
+        if csc.get("allowPrivilegeEscalation", True) and not scc["allowPrivilegeEscalation"]:
+            problems.append(f"{c['name']}: allowPrivilegeEscalation not false")
+        added = (csc.get("capabilities") or {}).get("add") or []
+        if set(added) - set(scc.get("allowedCapabilities") or []):
+            problems.append(f"{c['name']}: adds capabilities {added}")
+        if c.get("ports") and any(p.get("hostPort") for p in c["ports"]):
+            problems.append(f"{c['name']}: hostPort")
+    if "fsGroup" in psc and not in_ranges(psc["fsGroup"], scc["fsGroup"]["ranges"]):
+        problems.append(f"fsGroup {psc['fsGroup']} outside the SCC ranges")
+    for gid in psc.get("supplementalGroups") or []:
+        if not in_ranges(gid, scc["supplementalGroups"]["ranges"]):
+            problems.append(f"supplemental group {gid} outside the SCC ranges")
+    for volume in spec.get("volumes") or []:
+        kind = next(k for k in volume if k != "name")
+        if kind not in scc["volumes"]:
+            problems.append(f"volume {volume['name']} of type {kind} not allowed")
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            problems.append(flag)
+    seccomp = (psc.get("seccompProfile") or {}).get("type")
+    if seccomp and {"RuntimeDefault": "runtime/default"}.get(seccomp) not in scc["seccompProfiles"]:
+        problems.append(f"seccomp {seccomp}")
+    return problems
+
+
+@pytest.mark.parametrize("profile", ["scipy", "r"])
+async def test_notebook_pod_is_admitted_by_the_scc_and_fenced(
+    profile, kubeconfig, configured_hub, hub_objects
+):
+    pod = await render_pod(configured_hub, profile)
+    kubernetes_validate.validate(pod, "1.29.0", strict=True)
+    spec = pod["spec"]
+    cluster = render("valeria-cluster.yaml", UID_MIN="10000", UID_MAX="60000")
+    scc = one(cluster, "SecurityContextConstraints")
+    binding = one(cluster, "RoleBinding")
+    subject = binding["subjects"][0]
+    sa_ok = spec.get("serviceAccountName") == subject["name"] and subject["namespace"] == "valeria"
+    assert scc_refusals(scc, pod, sa_ok) == []
+    # the same pod with an identity outside the range, or the default service account, is refused
+    assert scc_refusals(
+        scc, {**pod, "spec": {**spec, "securityContext": {**spec["securityContext"], "fsGroup": 5}}}, sa_ok
+    )
+    assert scc_refusals(scc, pod, service_account_allowed=False)
+    # what the pod runs and mounts
+    container = spec["containers"][0]
+    assert container["image"].endswith(f"/valeria/valeria-notebook-{profile}:0.1.0")
+    assert str(container["resources"]["limits"]["memory"]) in ("8G", "8589934592")
+    assert spec["automountServiceAccountToken"] is False
+    nfs = [v["nfs"] for v in spec["volumes"] if "nfs" in v]
+    assert {(v["server"], v["path"]) for v in nfs} == {
+        ("lustre-nfs.example.org", "/home/alice"),
+        ("lustre-nfs.example.org", "/scratch/alice"),
+    }
+    assert S3_SECRET not in json.dumps(pod)
+    # the notebooks' NetworkPolicies select this pod, on the port it listens on
+    labels = pod["metadata"]["labels"]
+    policies = {p["metadata"]["name"]: p for p in hub_objects if p["kind"] == "NetworkPolicy"}
+    for name in ("valeria-hub-notebooks-ingress", "valeria-hub-notebooks-egress"):
+        selector = policies[name]["spec"]["podSelector"]["matchLabels"]
+        assert all(labels.get(k) == v for k, v in selector.items()), (
+            f"{name} does not select the notebook pod"
+        )
+    port = next(p["containerPort"] for p in container["ports"])
+    assert policies["valeria-hub-notebooks-ingress"]["spec"]["ingress"][0]["ports"][0]["port"] == port
+    # and it is told to reach the hub through the Service, on the port the hub's policy opens to notebooks
+    # (the mocked spawner has no real hub URL: the connect URL is what KubeSpawner hands the pod)
+    assert configured_hub.config.JupyterHub.hub_connect_url == "http://valeria-hub.valeria.svc:8081"
+    hub_rules = policies["valeria-hub-ingress"]["spec"]["ingress"]
+    assert any(
+        r["ports"][0]["port"] == 8081
+        and any(
+            p.get("podSelector", {}).get("matchLabels") == {"component": "singleuser-server"}
+            for p in r["from"]
+        )
+        for r in hub_rules
+    )
