@@ -67,6 +67,8 @@ def configured_hub(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
             monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # the config file exports PGPASSWORD for libpq: registered here so that the test undoes it
+    monkeypatch.setenv("PGPASSWORD", "")
     monkeypatch.chdir(tmp_path)
     app = JupyterHub()
     app.load_config_file(str(REPO / "hub_config" / "jupyterhub_config.py"))
