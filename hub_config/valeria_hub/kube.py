@@ -17,14 +17,12 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
-from traitlets import Instance, Unicode, default
+from traitlets import Unicode, default
 
 from .errors import SpawnRefused
-from .pipeline import plan_spawn
 from .plan import SpawnPlan
 from .s3env import SECRET_NAMES
-from .settings import HubSettings
-from .vault import VaultClient
+from .spawnbase import PlannedSpawnerMixin
 
 #: Env names of hub-issued tokens that also go through the per-user Secret instead of plain env.
 HUB_TOKEN_NAMES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
@@ -167,13 +165,11 @@ def check_pod(pod: Mapping[str, Any], plan: SpawnPlan, secret_name: str) -> None
         )
 
 
-class ValeriaKubeSpawner(KubeSpawner):
+class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
     """KubeSpawner that runs the Vault pipeline first and starts only a pod matching the plan."""
 
-    valeria_settings = Instance(HubSettings, allow_none=True, config=True, help="The hub's HubSettings.")
     credentials_secret_name = Unicode(help="Name of the per-user Secret (from the pod name).")
 
-    plan: SpawnPlan | None = None
     _secret_data: dict[str, str] | None = None
 
     @default("credentials_secret_name")
@@ -183,22 +179,6 @@ class ValeriaKubeSpawner(KubeSpawner):
     @default("modify_pod_hook")
     def _modify_pod_hook_default(self):
         return lambda spawner, pod: spawner.guard_pod(pod)
-
-    def _auth_state_source(self):
-        authenticator = getattr(self, "authenticator", None) or getattr(self.user, "authenticator", None)
-        if authenticator is not None and hasattr(authenticator, "fresh_auth_state"):
-            return lambda: authenticator.fresh_auth_state(self.user)
-        return self.user.get_auth_state
-
-    async def make_plan(self) -> SpawnPlan:
-        if self.valeria_settings is None:
-            raise SpawnRefused(
-                "The hub is misconfigured (no settings); contact the administrators.", "config"
-            )
-        vault = VaultClient(self.valeria_settings, log=self.log)
-        return await plan_spawn(
-            self.valeria_settings, vault, self.user.name, self._auth_state_source(), log=self.log
-        )
 
     def apply_plan(self, plan: SpawnPlan) -> None:
         """Set the identity traits from the plan; the guard re-checks them on the final pod."""

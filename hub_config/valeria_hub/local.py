@@ -11,37 +11,12 @@ from __future__ import annotations
 import os
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Instance
 
-from .errors import SpawnRefused
-from .pipeline import plan_spawn
-from .plan import SpawnPlan
-from .settings import HubSettings
-from .vault import VaultClient
+from .spawnbase import PlannedSpawnerMixin
 
 
-class LocalDatalakeSpawner(LocalProcessSpawner):
+class LocalDatalakeSpawner(PlannedSpawnerMixin, LocalProcessSpawner):
     """Local-process spawner applying the Vault-driven SpawnPlan (no uid switch)."""
-
-    valeria_settings = Instance(HubSettings, allow_none=True, config=True, help="The hub's HubSettings.")
-
-    plan: SpawnPlan | None = None
-
-    def _auth_state_source(self):
-        authenticator = getattr(self, "authenticator", None)
-        if authenticator is not None and hasattr(authenticator, "fresh_auth_state"):
-            return lambda: authenticator.fresh_auth_state(self.user)
-        return self.user.get_auth_state
-
-    async def make_plan(self) -> SpawnPlan:
-        if self.valeria_settings is None:
-            raise SpawnRefused(
-                "The hub is misconfigured (no settings); contact the administrators.", "config"
-            )
-        vault = VaultClient(self.valeria_settings, log=self.log)
-        return await plan_spawn(
-            self.valeria_settings, vault, self.user.name, self._auth_state_source(), log=self.log
-        )
 
     def make_preexec_fn(self, name):
         # no setuid: the hub's own user runs every local server (logged at each spawn)
