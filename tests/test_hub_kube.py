@@ -20,7 +20,7 @@ from valeria_hub.kube import ValeriaKubeSpawner, check_pod, make_user_secret, se
 from valeria_hub.plan import build_plan, parse_identity, parse_s3_keys
 from valeria_hub.settings import HubSettings
 
-from tests.fixtures.hub import hub_env
+from tests.fixtures.hub import FakeHubUser, hub_env
 
 K8S_VERSION = "1.30"
 SECRET = "alice-s3-secret-DO-NOT-LEAK"
@@ -40,38 +40,10 @@ PLAN = build_plan(
 )
 
 
-class _User:
-    name = "alice"
-    id = 7
-    url = "/user/alice/"
-    escaped_name = "alice"
-
-
-@pytest.fixture
-def kubeconfig(tmp_path, monkeypatch):
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "dummy"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    # kubernetes_asyncio reads KUBECONFIG once, at import: point its default at the dummy file
-    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    return path
-
-
 def make_spawner(profile_list=None):
     spawner = ValeriaKubeSpawner(
         _mock=True,
-        user=_User(),
+        user=FakeHubUser(),
         valeria_settings=SETTINGS,
         namespace="valeria",
         profile_list=profile_list or [p.as_kubespawner() for p in SETTINGS.profiles],
@@ -283,7 +255,7 @@ def vault_spawner(openbao, tokens, **settings_env):
         hub_env(VALERIA_VAULT_ADDR=openbao.addr, VALERIA_VAULT_RETRIES="0", **settings_env)
     )
 
-    class User(_User):
+    class User(FakeHubUser):
         async def get_auth_state(self):
             return {"access_token": tokens["access_token"], "oauth_user": {"preferred_username": "alice"}}
 

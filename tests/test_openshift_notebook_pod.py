@@ -20,37 +20,11 @@ from jupyterhub.app import JupyterHub
 from kubernetes_asyncio.client import ApiClient
 from valeria_hub.plan import build_plan, parse_identity, parse_s3_keys
 
+from tests.fixtures.hub import FakeHubUser
 from tests.test_openshift_templates import REPO, hub_environment, one, render
 
 UID, GID, GROUPS = 12345, 12345, [12345, 20000]
 S3_SECRET = "alice-s3-secret-" + "x" * 12
-
-
-class _User:
-    name = "alice"
-    id = 7
-    url = "/user/alice/"
-    escaped_name = "alice"
-
-
-@pytest.fixture
-def kubeconfig(tmp_path, monkeypatch):
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "dummy"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    return path
 
 
 @pytest.fixture
@@ -78,7 +52,7 @@ def configured_hub(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
 async def render_pod(app: JupyterHub, profile: str) -> dict:
     """What KubeSpawner._start does before creating the pod, for alice with her Vault identity."""
     spawner_class = app.config.JupyterHub.spawner_class
-    spawner = spawner_class(_mock=True, user=_User(), config=app.config)
+    spawner = spawner_class(_mock=True, user=FakeHubUser(), config=app.config)
     settings = spawner.valeria_settings
     plan = build_plan(
         settings,
