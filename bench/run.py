@@ -237,6 +237,7 @@ class Server:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {TOKEN}"
         self.drive = ""
+        self.last_gc_ms: float | None = None
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {
@@ -347,6 +348,7 @@ class Server:
         """(longest lateness, longest CPU-busy stretch) of the server's loop since the last call, ms."""
         try:
             report = self.session.get(self.url + "/valeria-bench/stall", timeout=30).json()
+            self.last_gc_ms = report.get("max_gc_ms")
             return report["max_stall_ms"], report.get("max_busy_ms")
         except Exception:
             return None, None
@@ -426,7 +428,8 @@ def measure(server: Server, moto: MotoS3, workload: str, fn) -> Result:
         f"  {workload:<14} ok={r.ok!s:<5} {r.wall:7.2f} s  S3 req {r.requests:>6}"
         f"  in {r.bytes_in / MiB:8.1f} MiB"
         f"  out {r.bytes_out / MiB:8.1f} MiB  RSS +{(r.rss_delta or 0) / MiB:7.1f} MiB"
-        f"  stall {r.stall_in_ms} ms (busy {r.busy_in_ms}) / probe {r.stall_probe_ms} ms  {r.note}",
+        f"  stall {r.stall_in_ms} ms (busy {r.busy_in_ms}, GC {server.last_gc_ms})"
+        f" / probe {r.stall_probe_ms} ms  {r.note}",
         flush=True,
     )
     return r
