@@ -288,3 +288,99 @@ async def test_loop_stall_monitor_sees_a_blocked_loop():
             pass
         await asyncio.sleep(0.01)
         assert monitor.report().max_busy >= 0.09
+
+
+class CuttingProxy:
+    """A TCP proxy in front of S3 that breaks one GetObject answer of ``key`` after ``after`` bytes.
+
+    A real connection reset in the middle of a body, which moto cannot be told to do: the proxy
+    forwards bytes untouched and only closes both sockets at that point.
+    """
+
+    def __init__(self, upstream_port: int, key: str, after: int) -> None:
+        import socket
+        import threading
+        from urllib.parse import quote
+
+        self.upstream_port = upstream_port
+        self.marker = f"GET /{OWN_BUCKET}/{quote(key)}".encode()
+        self.after = after
+        self.cuts = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            state = {"cut": False}
+            self._threading.Thread(target=self._up, args=(client, upstream, state), daemon=True).start()
+            self._threading.Thread(target=self._down, args=(upstream, client, state), daemon=True).start()
+
+    def _up(self, src, dst, state) -> None:
+        try:
+            while data := src.recv(65536):
+                if self.cuts == 0 and self.marker in data and b"Range:" not in data and b"range:" not in data:
+                    state["cut"] = True
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def _down(self, src, dst, state) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if state["cut"]:
+                    if sent + len(data) >= self.after:
+                        dst.sendall(data[: max(0, self.after - sent)])
+                        self.cuts += 1
+                        break
+                    sent += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        import socket
+
+        for s in (src, dst):  # shutdown first: close() alone does not wake the other thread's recv()
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def cutting_proxy(moto_world, big_object, monkeypatch, jp_server_config):
+    """S3 reached through :class:`CuttingProxy` (set up before the server reads its environment)."""
+    key, _ = big_object
+    proxy = CuttingProxy(moto_world.site.counter.port, key, after=5 * MiB + 123)
+    endpoint = f"http://127.0.0.1:{proxy.port}"
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL"):
+        monkeypatch.setenv(name, endpoint)
+    yield proxy
+    proxy.close()
+
+
+@on_server_loop
+async def test_a_stream_cut_by_s3_is_resumed_from_where_it_broke(
+    cutting_proxy, jp_fetch, moto_world, big_object
+):
+    key, data = big_object
+    await fetch(jp_fetch, f"{OWN}/missing-warmup")
+    moto_world.site.counter.reset()
+    r, body = await fetch(jp_fetch, f"{OWN}/{key}")
+    assert cutting_proxy.cuts == 1  # the first GetObject really broke mid-body
+    assert r.code == 200 and len(body) == len(data)
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+    requests = [(op, path) for op, path in moto_world.site.counter.stats()["requests"] if op == "GetObject"]
+    assert len(requests) == 2  # the whole object, then the rest from the break (pinned to the ETag)
