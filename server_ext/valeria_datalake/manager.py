@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import nbformat
 from jupyter_server.services.contents.manager import AsyncContentsManager, copy_pat
 from tornado.web import HTTPError
 from traitlets import Bool, Float, Int, List, Unicode, default
 
 from .discovery import BucketDiscovery, BucketInfo
+from .heap import freeze_startup_heap
+from .notebooks import estimate_size, read_notebook, write_notebook
 from .paths import SCRATCH_NAME, Location, PathRouter
 from .posix import PosixRoot
 from .s3.backend import ListingCache, S3Bucket
@@ -35,7 +36,11 @@ from .s3.models import (
     guess_type,
     listing_models,
 )
+from .s3.threaded import ThreadedS3
 from .transfer import PosixSide, S3Side, SourceNotRemoved, transfer
+
+#: folder listings with more entries than this get their models built in a worker thread
+MODELS_ON_LOOP_LIMIT = 1000
 
 
 def _env(name: str, fallback: str = "") -> str:
@@ -93,6 +98,26 @@ class DatalakeContentsManager(AsyncContentsManager):
     s3_connect_timeout = Float(3.0, config=True, help="Seconds to wait for a connection to S3.")
     s3_read_timeout = Float(30.0, config=True, help="Seconds to wait for an S3 response.")
     s3_max_attempts = Int(2, config=True, help="Attempts per S3 request before it is reported as failed.")
+    s3_list_threads = Int(
+        4,
+        config=True,
+        help="Worker threads that make paginated bucket listings (and parse them) off the event loop; "
+        "0 lists on the event loop through s3fs (a 10,000-object folder then stalls it ~200 ms).",
+    )
+
+    freeze_heap = Bool(
+        True,
+        config=True,
+        help="Once the S3 clients are built, move every object then alive out of the garbage "
+        "collector's reach (gc.freeze()): full collections, which stall the event loop from any "
+        "thread, then walk only newer objects.",
+    )
+    notebook_thread_threshold = Int(
+        256 * 1024,
+        config=True,
+        help="Bucket notebooks and files bigger than this (bytes) are parsed, validated, signed and "
+        "encoded in a worker thread instead of on the event loop.",
+    )
 
     bucket_cache_ttl = Float(
         config=True,
@@ -166,6 +191,9 @@ class DatalakeContentsManager(AsyncContentsManager):
         self._fs: Any = None
         self._fs_lock = asyncio.Lock()
         self._uploads: Any = None
+        self._threaded: ThreadedS3 | None = None
+        #: bytes received so far by each chunked upload into a bucket, by (bucket, key)
+        self._chunked_sizes: dict[tuple[str, str], int] = {}
         if self.scratch_dir and not scratch:
             self.log.info("Scratch folder %s does not exist: not shown", self.scratch_dir)
 
@@ -186,8 +214,25 @@ class DatalakeContentsManager(AsyncContentsManager):
         """The S3 filesystem, created on first use on the server's event loop."""
         async with self._fs_lock:
             if self._fs is None:
-                self._fs = make_s3_filesystem(self.s3_settings())
+                fs = make_s3_filesystem(self.s3_settings())
+                if self.freeze_heap:
+                    await self._build_clients_and_freeze(fs)
+                self._fs = fs
             return self._fs
+
+    async def _build_clients_and_freeze(self, fs: Any) -> None:
+        """Build both S3 clients now, then freeze the heap (``heap.py``), once per process."""
+        try:
+            await fs.set_session()  # s3fs would build its aiobotocore client on the first call
+            threaded = self._threaded_s3()
+            if threaded is not None:
+                await threaded.warm_up()
+        except Exception as e:  # the first real call will report it
+            self.log.debug("Building the S3 clients failed: %s", type(e).__name__)
+            return
+        frozen = freeze_startup_heap()
+        if frozen:
+            self.log.debug("Froze %d startup objects out of garbage collection", frozen)
 
     async def s3_filesystem(self) -> Any:
         """The server's one ``s3fs.S3FileSystem`` (public name, for handlers and uploads)."""
@@ -216,6 +261,9 @@ class DatalakeContentsManager(AsyncContentsManager):
         if self._uploads is not None:
             await self._uploads.close()
             self._uploads = None
+        if self._threaded is not None:
+            self._threaded.close()
+            self._threaded = None
         if self._fs is not None:
             await close_s3_filesystem(self._fs)
             self._fs = None
@@ -254,7 +302,16 @@ class DatalakeContentsManager(AsyncContentsManager):
                 raise HTTPError(found.error.status_code, f"{found.error.log_message}: {loc.api_path}")
             folder = self.router.bucket_folder(loc.bucket)
             raise HTTPError(404, f"No such bucket, or no access to it: {folder}")
-        return S3Bucket(await self._filesystem(), loc.bucket, self.listings, self.log), info
+        fs = await self._filesystem()
+        return S3Bucket(fs, loc.bucket, self.listings, self.log, threaded=self._threaded_s3()), info
+
+    def _threaded_s3(self) -> ThreadedS3 | None:
+        """Worker threads for paginated listings (``s3/threaded.py``), created on first use."""
+        if self.s3_list_threads <= 0:
+            return None
+        if self._threaded is None:
+            self._threaded = ThreadedS3(self.s3_settings(), workers=self.s3_list_threads)
+        return self._threaded
 
     def _rebase(self, model: dict[str, Any], loc: Location) -> dict[str, Any]:
         """Turn a POSIX sub-manager's model (paths relative to its root) into API paths."""
@@ -302,6 +359,10 @@ class DatalakeContentsManager(AsyncContentsManager):
             if e.status_code == 404:
                 return False
             raise
+        if self._uploads is not None and self._uploads.in_progress(loc.bucket, loc.inner):
+            # jupyter-server's PUT handler asks before every upload chunk; the object being
+            # written counts as existing (as a partly written file does in home), without a HEAD
+            return True
         with self._s3_errors(loc.api_path, "read"):
             try:
                 await bucket.head(loc.inner)
@@ -360,7 +421,7 @@ class DatalakeContentsManager(AsyncContentsManager):
         if type is None:
             listing = await bucket.list_dir(loc.inner + "/")
             if listing.exists:
-                return self._dir_model(loc, info, listing if content else None)
+                return await self._dir_model(loc, info, listing if content else None)
             type = guess_type(loc.name)
         if type == "notebook" and format not in (None, "json"):
             raise HTTPError(400, f"Notebooks are read as json: {loc.api_path}")
@@ -375,12 +436,12 @@ class DatalakeContentsManager(AsyncContentsManager):
             return model
         if type == "notebook":
             try:
-                nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+                parsed = await read_notebook(self, data, loc.api_path, self.notebook_thread_threshold)
             except Exception as e:
                 raise HTTPError(400, f"Unreadable Notebook: {loc.api_path} {type_name(e)}") from None
-            self.mark_trusted_cells(nb, loc.api_path)
-            model["content"], model["format"] = nb, "json"
-            self.validate_notebook_model(model)
+            model["content"], model["format"] = parsed.nb, "json"
+            if parsed.message:
+                model["message"] = parsed.message
             return model
         if format in (None, "text", "json"):
             try:
@@ -390,18 +451,25 @@ class DatalakeContentsManager(AsyncContentsManager):
             except UnicodeDecodeError:
                 if format in ("text", "json"):
                     raise HTTPError(400, f"{loc.api_path} is not UTF-8 encoded") from None
-        model["content"], model["format"] = base64.b64encode(data).decode("ascii"), "base64"
+        if len(data) > self.notebook_thread_threshold:
+            encoded = await asyncio.to_thread(_b64encode, data)
+        else:
+            encoded = _b64encode(data)
+        model["content"], model["format"] = encoded, "base64"
         model["mimetype"] = model["mimetype"] or "application/octet-stream"
         return model
 
-    def _dir_model(self, loc, info, listing) -> dict[str, Any]:
+    async def _dir_model(self, loc, info, listing) -> dict[str, Any]:
         model = directory_model(loc.api_path, info.writable, info.created)
         if loc.is_mount_root:
             model["name"] = self.router.bucket_folder(loc.bucket)
         if listing is not None:
-            model["content"] = listing_models(
-                loc.api_path, listing, info.writable, info.created, self.allow_hidden
-            )
+            args = (loc.api_path, listing, info.writable, info.created, self.allow_hidden)
+            if len(listing.files) + len(listing.folders) > MODELS_ON_LOOP_LIMIT:
+                # some 2 µs per entry: 10,000 entries would hold the loop ~20 ms
+                model["content"] = await asyncio.to_thread(listing_models, *args)
+            else:
+                model["content"] = listing_models(*args)
             model["format"] = "json"
         return model
 
@@ -410,11 +478,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         if not content and loc.inner:
             if not await bucket.folder_exists(prefix):
                 raise HTTPError(404, f"No such directory: {loc.api_path}")
-            return self._dir_model(loc, info, None)
+            return await self._dir_model(loc, info, None)
         listing = await bucket.list_dir(prefix)
         if loc.inner and not listing.exists:
             raise HTTPError(404, f"No such directory: {loc.api_path}")
-        return self._dir_model(loc, info, listing if content else None)
+        return await self._dir_model(loc, info, listing if content else None)
 
     # -- save ------------------------------------------------------------------------------------
 
@@ -462,28 +530,35 @@ class DatalakeContentsManager(AsyncContentsManager):
         except Exception:
             raise HTTPError(400, f"Encoding error saving {path}") from None
 
+    async def _decode_off_loop(self, model: dict[str, Any], path: str) -> bytes:
+        """:meth:`_decode`, in a worker thread for content above ``notebook_thread_threshold``."""
+        content = model.get("content")
+        if isinstance(content, str) and len(content) > self.notebook_thread_threshold:
+            return await asyncio.to_thread(self._decode, model, path)
+        return self._decode(model, path)
+
     async def _s3_save(self, loc, bucket, info, model):
         self.run_pre_save_hooks(model=model, path=loc.api_path)
         kind = model["type"]
         if kind == "directory":
             await bucket.make_folder(f"{loc.inner}/")
-            return self._dir_model(loc, info, None)
+            return await self._dir_model(loc, info, None)
         if kind == "notebook":
             if "content" not in model or not isinstance(model["content"], dict):
                 raise HTTPError(400, f"No notebook content provided: {loc.api_path}")
             try:
-                nb = nbformat.from_dict(model["content"])
-                self.check_and_sign(nb, loc.api_path)
-                data = nbformat.writes(nb, version=nbformat.NO_CONVERT).encode("utf-8")
+                size = estimate_size(model["content"])
+                data, parsed = await write_notebook(
+                    self, model["content"], loc.api_path, size, self.notebook_thread_threshold
+                )
             except Exception as e:
                 raise HTTPError(400, f"Unreadable notebook content: {loc.api_path} {type_name(e)}") from None
             entry = await bucket.write(loc.inner, data, "application/x-ipynb+json")
             saved = file_model(loc.api_path, entry, info.writable, "notebook")
-            checked = self.validate_notebook_model({**saved, "content": nb})
-            if checked.get("message"):
-                saved["message"] = checked["message"]
+            if parsed.message:
+                saved["message"] = parsed.message
             return saved
-        data = self._decode(model, loc.api_path)
+        data = await self._decode_off_loop(model, loc.api_path)
         entry = await bucket.write(loc.inner, data, None)
         return file_model(loc.api_path, entry, info.writable, "file")
 
@@ -493,17 +568,33 @@ class DatalakeContentsManager(AsyncContentsManager):
             raise HTTPError(400, f"Invalid chunk number {chunk!r}: {loc.api_path}")
         if model["type"] != "file":
             raise HTTPError(400, f'File type "{model["type"]}" is not supported for large file transfer')
-        data = self._decode(model, loc.api_path)
+        data = await self._decode_off_loop(model, loc.api_path)
         if chunk == 1:
             self.run_pre_save_hooks(model=model, path=loc.api_path)
         uploads = await self.uploads()
-        done = await uploads.add_chunk(loc.bucket, loc.inner, chunk, data)
-        bucket.invalidate(loc.inner)
+        ident = (loc.bucket, loc.inner)
+        if chunk == 1:  # forget the sizes of uploads that were aborted or timed out
+            for stale in [k for k in self._chunked_sizes if not uploads.in_progress(*k)]:
+                del self._chunked_sizes[stale]
+            self._chunked_sizes[ident] = 0
+        try:
+            done = await uploads.add_chunk(loc.bucket, loc.inner, chunk, data)
+        except BaseException:
+            self._chunked_sizes.pop(ident, None)
+            raise
+        finally:
+            bucket.invalidate(loc.inner)
+        if ident in self._chunked_sizes:
+            self._chunked_sizes[ident] += len(data)
+        # No request for the model: the object is not in S3 before the last chunk, and after it
+        # its size is the sum of the chunks (a HEAD per chunk cost 257 requests for 256 MiB).
+        now = datetime.now(timezone.utc)
         if done:
-            return file_model(loc.api_path, await bucket.head(loc.inner), info.writable, "file")
-        # not visible in S3 until the last chunk completes the multipart upload
-        pending = ObjectEntry(loc.inner, 0, datetime.now(timezone.utc))
-        model = file_model(loc.api_path, pending, info.writable, "file")
+            size = self._chunked_sizes.pop(ident, None)
+            model = file_model(loc.api_path, ObjectEntry(loc.inner, size or 0, now), info.writable, "file")
+            model["size"] = size
+            return model
+        model = file_model(loc.api_path, ObjectEntry(loc.inner, 0, now), info.writable, "file")
         model["size"] = None
         return model
 
@@ -706,6 +797,10 @@ class DatalakeContentsManager(AsyncContentsManager):
             folder = await self.scratch.get_kernel_path(loc.inner)
             return os.path.relpath(self.scratch.os_path(folder), os.path.abspath(self.root_dir))
         return self.bucket_kernel_dir
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def type_name(e: BaseException) -> str:

@@ -1,8 +1,9 @@
 """One bucket: listing (with a short cache), object reads and writes, bulk deletes, server-side copies.
 
-Everything goes through s3fs's async ``_call_s3`` (aiobotocore), so nothing blocks the event loop
-and the request count is exactly what this module asks for: a folder listing is one
-ListObjectsV2 per 1,000 entries and never a HEAD per entry.
+Small calls go through s3fs's async ``_call_s3`` (aiobotocore); paginated listings, whose parsing
+would stall the event loop, run in worker threads (``threaded.py``) when the bucket is given
+them. Either way nothing blocks the loop and the request count is exactly what this module asks
+for: a folder listing is one ListObjectsV2 per 1,000 entries and never a HEAD per entry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .models import (
     entry_from_listing,
     listing_from_pages,
 )
+from .threaded import ThreadedS3
 
 #: largest object CopyObject can copy in one request; bigger ones need a multipart copy
 MAX_SINGLE_COPY = 5 * 1024**3
@@ -54,8 +56,17 @@ class ListingCache:
 class S3Bucket:
     """Operations on one bucket, by key. Errors propagate as s3fs/botocore exceptions."""
 
-    def __init__(self, fs: Any, bucket: str, cache: ListingCache, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        bucket: str,
+        cache: ListingCache,
+        log: logging.Logger | None = None,
+        threaded: ThreadedS3 | None = None,
+    ) -> None:
         self.fs = fs
+        #: worker threads for paginated listings (None: list on the loop through s3fs)
+        self.threaded = threaded
         self.bucket = bucket
         self.cache = cache
         self.log = log or logging.getLogger(__name__)
@@ -76,6 +87,10 @@ class S3Bucket:
             hit = self.cache.get(self.bucket, prefix)
             if hit is not None:
                 return hit
+        if self.threaded is not None:
+            listing = await self.threaded.list_folder(self.bucket, prefix)
+            self.cache.put(self.bucket, prefix, listing)
+            return listing
         pages = []
         token = None
         while True:
@@ -100,6 +115,8 @@ class S3Bucket:
 
     async def list_tree(self, prefix: str) -> list[ObjectEntry]:
         """Every object at or below ``prefix`` (markers included), checkpoints excluded at the root."""
+        if self.threaded is not None:
+            return await self.threaded.list_tree(self.bucket, prefix)
         out: list[ObjectEntry] = []
         token = None
         while True:

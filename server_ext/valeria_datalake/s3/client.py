@@ -12,6 +12,7 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from s3fs import S3FileSystem
 
@@ -71,14 +72,12 @@ class S3Settings:
         return replace(settings, **{k: v for k, v in overrides.items() if v not in (None, "")})
 
 
-def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
-    """An async S3 filesystem bound to the running event loop (call it from a coroutine).
+def client_options(settings: S3Settings) -> tuple[dict[str, object], dict[str, object]]:
+    """(client keyword arguments, ``botocore.config.Config`` keyword arguments) for ``settings``.
 
-    Never cached by fsspec (each server, and each test server, gets its own client). Raises
-    ``ValueError`` without credentials: anonymous access to the datalake is never intended.
+    The one definition of how the S3 client is configured, shared by the async filesystem and the
+    sync client that makes big listings in a worker thread (``s3/threaded.py``).
     """
-    if not settings.has_credentials:
-        raise ValueError("no S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     client_kwargs: dict[str, object] = {"region_name": settings.region}
     if settings.ca_bundle:
         client_kwargs["verify"] = settings.ca_bundle
@@ -92,6 +91,18 @@ def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
     }
     if settings.path_style:
         config_kwargs["s3"] = {"addressing_style": "path"}
+    return client_kwargs, config_kwargs
+
+
+def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
+    """An async S3 filesystem bound to the running event loop (call it from a coroutine).
+
+    Never cached by fsspec (each server, and each test server, gets its own client). Raises
+    ``ValueError`` without credentials: anonymous access to the datalake is never intended.
+    """
+    if not settings.has_credentials:
+        raise ValueError("no S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    client_kwargs, config_kwargs = client_options(settings)
     fs = S3FileSystem(
         key=settings.access_key_id,
         secret=settings.secret_access_key,
@@ -110,6 +121,29 @@ def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
     # s3fs retries transport errors 5 times with backoff by default: "S3 down" would take ~10 s.
     fs.retries = max(1, settings.max_attempts)
     return fs
+
+
+def make_sync_client(settings: S3Settings) -> Any:
+    """A plain (blocking) botocore S3 client with the same configuration as the filesystem.
+
+    For worker threads only (``s3/threaded.py``); creating one loads botocore's service model,
+    which takes some 100 ms of CPU: never call it on the event loop.
+    """
+    if not settings.has_credentials:
+        raise ValueError("no S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    import botocore.session
+    from botocore.config import Config
+
+    client_kwargs, config_kwargs = client_options(settings)
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
+        config=Config(**config_kwargs),
+        **client_kwargs,
+    )
 
 
 async def close_s3_filesystem(fs: S3FileSystem) -> None:

@@ -142,16 +142,31 @@ def guess_type(name: str) -> str:
     return "notebook" if name.endswith(".ipynb") else "file"
 
 
+def iso_time(value: datetime) -> str:
+    """A datetime as jupyter-server's JSON writes it (``jupyter_server._tz.isoformat``)."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
 def listing_models(
     api_dir: str, listing: Listing, writable: bool, folder_time: datetime, allow_hidden: bool
 ) -> list[dict[str, Any]]:
-    """The ``content`` of a directory model: one model per sub-folder and object."""
+    """The ``content`` of a directory model: one model per sub-folder and object.
+
+    ``created``/``last_modified`` of these entries are already the ISO 8601 strings the API sends
+    (jupyter-server's handler would otherwise call its JSON ``default`` hook twice per entry on
+    the event loop: ~20 ms for 10,000 entries). The directory model itself keeps datetimes.
+    """
     join = (lambda n: f"{api_dir}/{n}") if api_dir else (lambda n: n)
+    folder_iso = iso_time(folder_time)
     out = []
     for name in listing.folders:
         if allow_hidden or not name.startswith("."):
-            out.append(directory_model(join(name), writable, folder_time))
+            model = directory_model(join(name), writable)
+            model["created"] = model["last_modified"] = folder_iso
+            out.append(model)
     for entry in listing.files:
         if allow_hidden or not entry.name.startswith("."):
-            out.append(file_model(join(entry.name), entry, writable, guess_type(entry.name)))
+            model = file_model(join(entry.name), entry, writable, guess_type(entry.name))
+            model["created"] = model["last_modified"] = iso_time(entry.last_modified)
+            out.append(model)
     return out
