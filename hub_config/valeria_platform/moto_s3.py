@@ -122,7 +122,7 @@ class CountingApp:
             return json.loads(json.dumps(self.stats.as_dict()))
 
     def _control(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        what = environ["PATH_INFO"][len(CONTROL_PREFIX):]
+        what = environ["PATH_INFO"][len(CONTROL_PREFIX) :]
         method = environ["REQUEST_METHOD"]
         body = b"{}"
         if what == "stats" and method == "GET":
@@ -142,9 +142,7 @@ class CountingApp:
         path = environ.get("PATH_INFO", "")
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, start_response)
-        headers = {
-            k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")
-        }
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
         method = environ["REQUEST_METHOD"]
         op = classify(method, path, environ.get("QUERY_STRING", ""), headers)
         length = int(environ.get("CONTENT_LENGTH") or 0)
