@@ -40,6 +40,12 @@ class Names:
     reader_own: str  # reader's own bucket
 
     @property
+    def put_only(self) -> str:
+        """Shared with reader by a policy granting PutObject but not AbortMultipartUpload (made by
+        the ``put_only_share`` fixture, for the tests that ask for it)."""
+        return f"{self.owner}-put"
+
+    @property
     def shared(self) -> list[str]:
         # what the hub would hand to every notebook: it also names buckets this user cannot read
         return [self.ro, self.rw, self.private, f"no-such-bucket-{self.ro}"]
@@ -90,11 +96,39 @@ def datalake_user() -> str:
 
 
 @pytest.fixture
-def jp_server_config(ceph_site: S3Site, names: Names, datalake_user: str, tmp_path, monkeypatch):
+def extra_shared() -> list[str]:
+    """Fields of :class:`Names` added to the shared list (parametrize to change)."""
+    return []
+
+
+@pytest.fixture
+def jp_server_config(
+    ceph_site: S3Site, names: Names, datalake_user: str, extra_shared: list[str], tmp_path, monkeypatch
+):
     user = getattr(names, datalake_user)
+    shared = [*names.shared, *(getattr(names, f) for f in extra_shared)]
     return datalake_server_config(
-        ceph_site, tmp_path, monkeypatch, user=user, shared_buckets=names.shared, upload_part_size=PART
+        ceph_site, tmp_path, monkeypatch, user=user, shared_buckets=shared, upload_part_size=PART
     )
+
+
+@pytest.fixture(scope="module")
+def put_only_share(ceph_cluster: CephCluster, ceph_site: S3Site, names: Names) -> str:
+    """A bucket shared with reader by a policy granting only ListBucket, GetObject and PutObject."""
+    bucket = names.put_only
+    ceph_site.client(names.owner).create_bucket(Bucket=bucket)
+    ceph_site.client(names.owner).put_object(Bucket=bucket, Key="readme.txt", Body=b"put only\n")
+    reader = f"arn:aws:iam:::user/{names.reader}"
+    ceph_cluster.set_bucket_policy(names.owner, bucket, {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": [reader]}, "Action": ["s3:ListBucket"],
+             "Resource": [f"arn:aws:s3:::{bucket}"]},
+            {"Effect": "Allow", "Principal": {"AWS": [reader]}, "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": [f"arn:aws:s3:::{bucket}/*"]},
+        ],
+    })  # fmt: skip
+    return bucket
 
 
 @pytest.fixture
@@ -348,3 +382,25 @@ async def test_folder_beyond_one_listing_page(api, names: Names, ceph_site: S3Si
     code, _ = await api("DELETE", f"{own}/{d}")
     assert code == 204
     assert client.list_objects_v2(Bucket=names.own, Prefix=f"{d}/")["KeyCount"] == 0
+
+
+@pytest.mark.parametrize("datalake_user", ["reader"])
+@pytest.mark.parametrize("extra_shared", [["put_only"]])
+@on_server_loop
+async def test_share_granting_put_object_without_abort_multipart_is_writable(
+    api, names: Names, ceph_site: S3Site, put_only_share: str
+):
+    """The write probe's AbortMultipartUpload is refused by such a policy; its second probe, an
+    empty UploadPart to a made-up upload id, answers NoSuchUpload because PutObject is granted."""
+    code, root = await api("GET", "")
+    assert code == 200
+    buckets = {m["name"]: m["writable"] for m in root["content"] if m["name"].startswith("datalake_")}
+    assert buckets[f"datalake_{put_only_share}"] is True
+    assert buckets[f"datalake_{names.ro}"] is False  # the read-only share is still read-only
+    # the probes wrote nothing
+    assert keys(ceph_site, names.owner, put_only_share) == {"readme.txt": b"put only\n"}
+    assert pending_uploads(ceph_site, names.owner, put_only_share) == []
+    path = f"datalake_{put_only_share}/saved.txt"
+    code, m = await api("PUT", path, {"type": "file", "format": "text", "content": "saved"})
+    assert code == 201 and m["writable"] is True
+    assert keys(ceph_site, names.owner, put_only_share)["saved.txt"] == b"saved"

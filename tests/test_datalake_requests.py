@@ -6,10 +6,13 @@ Runs against moto, whose server counts every request by S3 operation (``moto_sit
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
 import os
+import re
+import threading
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
@@ -56,8 +59,10 @@ async def test_startup_and_discovery_never_write(api, moto_world):
     assert code == 200
     seen = ops(moto_world)
     n_buckets = len(moto_world.client("valeria-admin").list_buckets()["Buckets"])
-    # one ListBuckets, one cheap read probe per bucket, one write-permission probe per shared bucket
-    assert seen == {"ListBuckets": 1, "ListObjectsV2": n_buckets, "AbortMultipartUpload": 2}
+    # one ListBuckets, one cheap read probe per bucket, one write-permission probe per shared bucket,
+    # and for the read-only share (abort refused) the second, PutObject-side probe (empty UploadPart)
+    assert seen == {"ListBuckets": 1, "ListObjectsV2": n_buckets, "AbortMultipartUpload": 2, "UploadPart": 1}
+    assert moto_world.site.counter.stats()["bytes_in"] == 0  # the probes carried no data
 
 
 @on_server_loop
@@ -292,3 +297,121 @@ async def test_secret_key_never_in_logs_or_responses(api, jp_fetch, moto_world, 
         assert user.access_key not in body
     assert secret not in caplog.text
     assert len(caplog.records) > 20  # the log was really captured, at debug level
+
+
+# -- the event loop stays free: big listings and notebooks off the loop, no request per chunk ------
+
+
+@on_server_loop
+async def test_big_listing_pages_are_fetched_and_parsed_off_the_event_loop(
+    api, jp_serverapp, moto_world, big_bucket
+):
+    await api("GET", "")  # discovery builds both S3 clients
+    threaded = jp_serverapp.contents_manager._threaded_s3()
+    await threaded.warm_up()
+    threads: list[int] = []
+    # a botocore event of the listing threads' own client: which thread parsed each page
+    threaded.client.meta.events.register(
+        "after-call.s3.ListObjectsV2", lambda **_: threads.append(threading.get_ident())
+    )
+    moto_world.site.counter.reset()
+    code, m = await api("GET", f"datalake_{big_bucket}/many")
+    assert code == 200 and len(m["content"]) == BIG_COUNT
+    assert ops(moto_world) == {"ListObjectsV2": math.ceil(BIG_COUNT / 1000)}
+    assert len(threads) == math.ceil(BIG_COUNT / 1000)
+    assert threading.get_ident() not in threads  # not one page on the server's loop thread
+    # entries' times are already the strings jupyter-server's JSON writes (ISO 8601, UTC, "Z")
+    stamp = m["content"][0]["last_modified"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", stamp), stamp
+
+    # the recursive listing of a folder move, too
+    d = moto_world.unique("tree")
+    client = moto_world.client()
+    for i in range(3):
+        client.put_object(Bucket=OWN_BUCKET, Key=f"{d}/a/{i}.txt", Body=b"x")
+    threads.clear()
+    code, _ = await api("PATCH", f"{OWN}/{d}/a", {"path": f"{OWN}/{d}/b"})
+    assert code == 200 and threads and threading.get_ident() not in threads
+    assert keys(moto_world, f"{d}/") == {f"{d}/b/{i}.txt" for i in range(3)}
+
+
+@on_server_loop
+async def test_chunked_upload_costs_one_upload_part_per_part_and_at_most_one_head(api, moto_world):
+    """JupyterLab's PUT of each chunk makes jupyter-server ask ``file_exists`` first: that was a
+    HeadObject per 1 MiB chunk (257 for 256 MiB), and one more for the last chunk's model."""
+    size, part = 20 * 1024 * 1024 + 5, 8 * 1024 * 1024  # part: upload_part_size's default
+    data = os.urandom(size)
+    path = f"{OWN}/{moto_world.unique('chunks')}/data.bin"
+    await api("GET", OWN)
+    moto_world.site.counter.reset()
+    chunk = 1024 * 1024
+    starts = range(0, size, chunk)
+    for i, start in enumerate(starts, start=1):
+        number = -1 if i == len(starts) else i
+        body = {"type": "file", "format": "base64", "chunk": number, "name": path.rsplit("/", 1)[-1],
+                "content": base64.b64encode(data[start : start + chunk]).decode("ascii")}  # fmt: skip
+        code, m = await api("PUT", path, body)
+        assert code in (200, 201), m
+        assert m["size"] == (size if number == -1 else None)
+    seen = ops(moto_world)
+    assert seen["UploadPart"] == math.ceil(size / part)
+    assert seen.get("HeadObject", 0) <= 1
+    assert seen == {
+        "HeadObject": 1,
+        "CreateMultipartUpload": 1,
+        "UploadPart": 3,
+        "CompleteMultipartUpload": 1,
+    }
+    key = path.split("/", 1)[1]
+    assert moto_world.client().get_object(Bucket=OWN_BUCKET, Key=key)["Body"].read() == data
+    code, m = await api("GET", path, content=0)
+    assert code == 200 and m["size"] == size
+
+
+def _notebook_with_output(trusted: bool, text: str = "x" * 2000) -> dict:
+    nb = json.loads(json.dumps(NOTEBOOK))
+    cell = nb["cells"][0]
+    cell["execution_count"] = 1
+    cell["outputs"] = [{"output_type": "display_data", "metadata": {},
+                        "data": {"text/html": "<b>x</b>", "text/plain": text}}]  # fmt: skip
+    cell["metadata"]["trusted"] = trusted
+    return nb
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"notebook_thread_threshold": 0}, {"notebook_thread_threshold": 1 << 30}],
+    ids=["in-a-thread", "on-the-loop"],
+    indirect=True,
+)
+@on_server_loop
+async def test_notebook_read_write_sign_and_validate_alike_in_a_thread_or_not(api, moto_world):
+    d = f"{OWN}/{moto_world.unique('nbthread')}"
+    # signed on save when its outputs are trusted, hence trusted when read back
+    code, m = await api(
+        "PUT", f"{d}/trusted.ipynb", {"type": "notebook", "content": _notebook_with_output(True)}
+    )
+    assert code == 201 and "message" not in m
+    code, m = await api("GET", f"{d}/trusted.ipynb", type="notebook")
+    assert code == 200 and m["content"]["cells"][0]["metadata"]["trusted"] is True
+    assert m["content"]["cells"][0]["outputs"][0]["data"]["text/plain"] == "x" * 2000
+    # not signed when the outputs are untrusted
+    code, _ = await api(
+        "PUT",
+        f"{d}/untrusted.ipynb",
+        {"type": "notebook", "content": _notebook_with_output(False, "y" * 2000)},
+    )
+    assert code == 201
+    code, m = await api("GET", f"{d}/untrusted.ipynb", type="notebook")
+    assert code == 200 and m["content"]["cells"][0]["metadata"]["trusted"] is False
+    # an invalid notebook is saved, with the validation message, and read back with it
+    bad = _notebook_with_output(True)
+    del bad["cells"][0]["outputs"][0]["data"]
+    code, m = await api("PUT", f"{d}/bad.ipynb", {"type": "notebook", "content": bad})
+    assert code == 201 and "validation failed" in m["message"].lower()
+    code, m = await api("GET", f"{d}/bad.ipynb", type="notebook")
+    assert code == 200 and "validation failed" in m["message"].lower()
+    # unreadable bytes are a 400 either way
+    moto_world.client().put_object(Bucket=OWN_BUCKET, Key=f"{d.split('/', 1)[1]}/broken.ipynb", Body=b"{nope")
+    code, _ = await api("GET", f"{d}/broken.ipynb", type="notebook")
+    assert code == 400

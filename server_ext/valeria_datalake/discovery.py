@@ -8,9 +8,13 @@
 * Writability is decided without writing anything: a bucket that ListBuckets returns and that is
   not in the shared list is the user's own, hence writable. A shared bucket is probed with
   ``AbortMultipartUpload`` of an upload id that does not exist: S3 checks the write-side
-  permission first, so ``AccessDenied`` means read-only and ``NoSuchUpload`` means the user may
-  write. Nothing is created either way. ``writable`` is what the UI shows; S3 stays the
-  authority, and a refused write is a clear 403.
+  permission first, so ``AccessDenied`` means the user may not abort uploads and ``NoSuchUpload``
+  means the user may write. A policy may grant ``s3:PutObject`` without
+  ``s3:AbortMultipartUpload``, so after ``AccessDenied`` a second probe sends an empty
+  ``UploadPart`` to the same made-up upload id, which needs ``s3:PutObject``: ``NoSuchUpload``
+  (Ceph RGW, AWS) means writable, anything else (``AccessDenied``; moto answers 500) read-only.
+  Nothing is created either way. ``writable`` is what the UI shows; S3 stays the authority, and
+  a refused write is a clear 403.
 * The result is cached ``ttl`` seconds (so a newly granted bucket appears without a restart); a
   failure is cached for a shorter time and logged once per distinct reason, never with a secret.
 """
@@ -31,6 +35,9 @@ from .s3.errors import classify, s3_error_code
 from .s3.models import CHECKPOINT_PREFIX, EPOCH, as_utc
 
 PROBE_UPLOAD_ID = "valeria-write-probe-00000000"
+PROBE_KEY = f"{CHECKPOINT_PREFIX}.write-probe"
+#: answers to the abort probe that mean "this permission is missing" (another may still allow writes)
+DENIED = {"AccessDenied", "403"}
 #: S3 error codes that mean the keys themselves are wrong (not just a missing permission)
 CREDENTIAL_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 
@@ -150,13 +157,22 @@ class BucketDiscovery:
 
     async def _probe_write(self, fs: Any, name: str) -> bool:
         """May the user write to ``name``? Asked without writing (see the module docstring)."""
+        probe = {"Bucket": name, "Key": PROBE_KEY, "UploadId": PROBE_UPLOAD_ID}
         try:
-            await fs._call_s3(
-                "abort_multipart_upload",
-                Bucket=name,
-                Key=f"{CHECKPOINT_PREFIX}.write-probe",
-                UploadId=PROBE_UPLOAD_ID,
-            )
+            await fs._call_s3("abort_multipart_upload", **probe)
         except Exception as e:
-            return s3_error_code(e) in ("NoSuchUpload", "404")
-        return True
+            code = s3_error_code(e)
+            if code in ("NoSuchUpload", "404"):
+                return True
+            if code not in DENIED:
+                return False
+        else:
+            return True
+        # abort refused: maybe PutObject is granted without AbortMultipartUpload
+        try:
+            await fs._call_s3("upload_part", PartNumber=1, Body=b"", **probe)
+        except Exception as e:
+            return s3_error_code(e) == "NoSuchUpload"  # not "404": moto answers 500, some S3s 404
+        # an upload with that id exists?! Not ours to touch: say read-only, write nothing more
+        self.log.warning("Datalake write probe of %r found an upload with a made-up id", name)
+        return False

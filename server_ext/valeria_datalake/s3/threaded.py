@@ -72,6 +72,11 @@ class ThreadedS3:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def client(self) -> Any:
+        """The botocore client once built (:meth:`warm_up`), else None; e.g. to register events."""
+        return self._client
+
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:
