@@ -30,6 +30,7 @@ from .s3.checkpoints import S3Checkpoints
 from .s3.client import S3Settings, close_s3_filesystem, make_s3_filesystem
 from .s3.errors import to_http_error
 from .s3.models import (
+    EPOCH,
     ObjectEntry,
     directory_model,
     file_model,
@@ -194,6 +195,8 @@ class DatalakeContentsManager(AsyncContentsManager):
         self._threaded: ThreadedS3 | None = None
         #: bytes received so far by each chunked upload into a bucket, by (bucket, key)
         self._chunked_sizes: dict[tuple[str, str], int] = {}
+        #: when this server first found each bucket whose creation date S3 did not give
+        self._first_seen: dict[str, datetime] = {}
         if self.scratch_dir and not scratch:
             self.log.info("Scratch folder %s does not exist: not shown", self.scratch_dir)
 
@@ -305,6 +308,17 @@ class DatalakeContentsManager(AsyncContentsManager):
         fs = await self._filesystem()
         return S3Bucket(fs, loc.bucket, self.listings, self.log, threaded=self._threaded_s3()), info
 
+    def _bucket_time(self, info: BucketInfo) -> datetime:
+        """The date shown for a bucket's folders: its ``CreationDate`` from ListBuckets when known.
+
+        A bucket known only from the shared list (Ceph RGW and AWS list owned buckets only) has
+        none: it shows when this server first found it, which stays the same for the server's
+        life. Never 1970 (JupyterLab showed "56 years ago").
+        """
+        if info.created > EPOCH:
+            return info.created
+        return self._first_seen.setdefault(info.name, datetime.now(timezone.utc))
+
     def _threaded_s3(self) -> ThreadedS3 | None:
         """Worker threads for paginated listings (``s3/threaded.py``), created on first use."""
         if self.s3_list_threads <= 0:
@@ -411,7 +425,8 @@ class DatalakeContentsManager(AsyncContentsManager):
             entries.append(self._rebase(scratch, Location(SCRATCH_NAME, "scratch")))
         found = await self.discovery.get()
         for name, info in sorted(found.buckets.items()):
-            entries.append(directory_model(self.router.bucket_folder(name), info.writable, info.created))
+            folder = self.router.bucket_folder(name)
+            entries.append(directory_model(folder, info.writable, self._bucket_time(info)))
         model["content"] = entries
         return model
 
@@ -460,11 +475,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         return model
 
     async def _dir_model(self, loc, info, listing) -> dict[str, Any]:
-        model = directory_model(loc.api_path, info.writable, info.created)
+        model = directory_model(loc.api_path, info.writable, self._bucket_time(info))
         if loc.is_mount_root:
             model["name"] = self.router.bucket_folder(loc.bucket)
         if listing is not None:
-            args = (loc.api_path, listing, info.writable, info.created, self.allow_hidden)
+            args = (loc.api_path, listing, info.writable, self._bucket_time(info), self.allow_hidden)
             if len(listing.files) + len(listing.folders) > MODELS_ON_LOOP_LIMIT:
                 # some 2 µs per entry: 10,000 entries would hold the loop ~20 ms
                 model["content"] = await asyncio.to_thread(listing_models, *args)
@@ -505,6 +520,10 @@ class DatalakeContentsManager(AsyncContentsManager):
         if loc.is_mount_root:
             raise HTTPError(400, f"Buckets are created by the datalake administrators: {loc.api_path}")
         bucket, info = await self._bucket(loc)
+        if not info.writable:
+            # refused before any S3 request: a chunked upload fails on its first chunk, not after
+            # a part's worth of chunks (discovery decided writability without writing)
+            raise HTTPError(403, f"Read-only bucket, cannot write: {loc.api_path}")
         with self._s3_errors(loc.api_path, "write"):
             if model.get("chunk") is not None:
                 saved = await self._s3_save_chunk(loc, bucket, info, model)
