@@ -20,17 +20,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "valeria_datalake"}]
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    # an ExtensionApp, for its shutdown hook (stop_extension); extension.py imports no S3 code
+    from .extension import DatalakeExtension
 
-
-def _link_jupyter_server_extension(serverapp: Any) -> None:
-    from .extension import link
-
-    link(serverapp)
-
-
-def _load_jupyter_server_extension(serverapp: Any) -> None:
-    from .extension import load
-
-    load(serverapp)
+    return [{"module": "valeria_datalake", "app": DatalakeExtension}]

@@ -1,10 +1,31 @@
-"""Server extension entry: installs the datalake contents manager and registers extra handlers."""
+"""Server extension entry: installs the datalake contents manager and closes it at shutdown.
+
+The extension is a jupyter-server ``ExtensionApp`` (as JupyterLab's ``LabApp`` is) for one
+reason: ``stop_extension`` is the server's own shutdown hook, awaited by ``ServerApp._cleanup``
+on SIGTERM/SIGINT, on ``POST /api/shutdown`` and in pytest-jupyter's teardown. There the
+contents manager aborts unfinished multipart uploads (parts already in S3 would otherwise be
+stored, and billed, until a lifecycle rule drops them) and closes its S3 clients.
+
+Linking it also turns off JupyterLab's calls home (news feed, update check), unless the admin
+configured them: ``LabApp`` reads its config from ``jupyter_server_config.json`` or
+``jupyter_lab_config.*``, never from ``jupyter_server_config.d/*.json`` (those are only scanned
+for ``jpserver_extensions``), so the package's enabling file cannot carry it.
+
+This module imports no S3 code: ``jupyter server extension list`` instantiates the app.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .manager import DatalakeContentsManager
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool
+
+#: LabApp settings that stop JupyterLab from fetching its news feed and checking PyPI for updates
+QUIET_LAB = {
+    "news_url": None,
+    "check_for_updates_class": "jupyterlab.handlers.announcements.NeverCheckForUpdate",
+}
 
 
 def link(serverapp: Any) -> None:
@@ -13,6 +34,8 @@ def link(serverapp: Any) -> None:
     Runs while extensions are linked, which is before ``ServerApp.init_configurables`` creates
     the contents manager, so setting the class here takes effect.
     """
+    from .manager import DatalakeContentsManager
+
     configured = "contents_manager_class" in serverapp.config.get("ServerApp", {})
     if configured:
         serverapp.log.info(
@@ -23,36 +46,81 @@ def link(serverapp: Any) -> None:
     serverapp.contents_manager_class = DatalakeContentsManager
 
 
-def register_handlers(serverapp: Any) -> None:
-    """Extra HTTP handlers of the extension (streaming downloads of bucket files go here)."""
-    handlers: list[tuple[str, Any, dict[str, Any]]] = []
-    if handlers:
-        serverapp.web_app.add_handlers(".*$", handlers)
+def quiet_jupyterlab(serverapp: Any) -> list[str]:
+    """Set :data:`QUIET_LAB` on the linked ``LabApp``, for each trait its config does not set.
+
+    Extensions are linked in name order, so JupyterLab's app has loaded its config (the server's
+    and its own files and command line) and has not built its handlers yet. Returns the traits set.
+    """
+    labs = [
+        point.app
+        for point in serverapp.extension_manager.extension_points.values()
+        if point.app is not None and type(point.app).__name__ == "LabApp"
+    ]
+    changed = []
+    for lab in labs:
+        configured = lab.config.get("LabApp", {})
+        for trait, value in QUIET_LAB.items():
+            if trait not in configured and lab.has_trait(trait):
+                setattr(lab, trait, value)
+                changed.append(trait)
+    return changed
 
 
-def _close_on_shutdown(serverapp: Any, cm: DatalakeContentsManager) -> None:
-    """Close the S3 connection pool when the server cleans up its extensions."""
-    cleanup_extensions = serverapp.cleanup_extensions
+def active_manager(serverapp: Any) -> Any:
+    """The server's contents manager if it is ours, else None."""
+    from .manager import DatalakeContentsManager
 
-    async def cleanup_then_close() -> None:
-        try:
-            await cleanup_extensions()
-        finally:
-            await cm.close()
-
-    serverapp.cleanup_extensions = cleanup_then_close
+    cm = getattr(serverapp, "contents_manager", None)
+    return cm if isinstance(cm, DatalakeContentsManager) else None
 
 
-def load(serverapp: Any) -> None:
-    cm = serverapp.contents_manager
-    if isinstance(cm, DatalakeContentsManager):
-        register_handlers(serverapp)
-        _close_on_shutdown(serverapp, cm)
-        serverapp.log.info(
+class DatalakeExtension(ExtensionApp):
+    """Home, scratch and every datalake bucket in the file browser (``valeria_datalake``)."""
+
+    name = "valeria_datalake"
+    description = "Home, scratch and every datalake S3 bucket in one Jupyter file browser"
+
+    quiet_jupyterlab = Bool(
+        True,
+        config=True,
+        help="Turn off JupyterLab's news feed and update check (LabApp.news_url = None, "
+        "LabApp.check_for_updates_class = NeverCheckForUpdate) where the admin did not configure them: "
+        "a notebook server on a research platform does not phone home.",
+    )
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        link(serverapp)
+        if self.quiet_jupyterlab:
+            changed = quiet_jupyterlab(serverapp)
+            if changed:
+                self.log.info("valeria_datalake: JupyterLab calls home off: %s", ", ".join(changed))
+
+    def initialize_settings(self) -> None:
+        cm = active_manager(self.serverapp)
+        if cm is None:
+            self.log.info(
+                "valeria_datalake: not active (contents manager is %s)",
+                type(self.serverapp.contents_manager).__name__,
+            )
+            return
+        self.log.info(
             "valeria_datalake: home %s, scratch %s, buckets as %s*",
             cm.root_dir,
             cm.scratch_dir if cm.scratch is not None else "(none)",
             cm.bucket_prefix,
         )
-    else:
-        serverapp.log.info("valeria_datalake: not active (contents manager is %s)", type(cm).__name__)
+
+    def initialize_handlers(self) -> None:
+        """Extra HTTP handlers go in ``self.handlers`` (bucket downloads come through /files/)."""
+
+    async def stop_extension(self) -> None:
+        """Abort unfinished chunked uploads and close the S3 clients (server shutdown)."""
+        cm = active_manager(self.serverapp)
+        if cm is None:
+            return
+        pending = len(cm._uploads.pending()) if cm._uploads is not None else 0
+        if pending:
+            self.log.info("valeria_datalake: aborting %d unfinished upload(s)", pending)
+        await cm.close()
