@@ -123,4 +123,7 @@ class DatalakeExtension(ExtensionApp):
         pending = len(cm._uploads.pending()) if cm._uploads is not None else 0
         if pending:
             self.log.info("valeria_datalake: aborting %d unfinished upload(s)", pending)
-        await cm.close()
+        try:
+            await cm.close()
+        except Exception as e:  # the server's other clean-up (kernels) must still run
+            self.log.warning("valeria_datalake: closing the S3 clients failed: %s", type(e).__name__)
