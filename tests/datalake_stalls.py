@@ -128,7 +128,8 @@ async def main(args: argparse.Namespace) -> None:
         await cm.get(f"datalake_{BUCKET}/nb", content=True)  # the listing threads' client, too
         import gc
 
-        print(f"objects tracked by the GC: {len(gc.get_objects())}, frozen: {gc.get_freeze_count()}", flush=True)
+        tracked, frozen = len(gc.get_objects()), gc.get_freeze_count()
+        print(f"objects tracked by the GC: {tracked}, frozen: {frozen}", flush=True)
         folder = f"datalake_{BUCKET}"
 
         async def answer(model) -> int:
