@@ -6,7 +6,7 @@ manager on this process's event loop with ``valeria_platform.loopstall`` watchin
 runs each workload the way the contents handler does (``file_exists`` then ``save`` for an upload
 chunk; ``json.dumps`` of the model for an answer)::
 
-    .venv/bin/python tests/datalake_stalls.py [--list 10000] [--upload-mib 256] [--repeat 3]
+    .venv/bin/python bench/datalake_stalls.py [--list 10000] [--upload-mib 256] [--repeat 3]
 
 ``max stall`` is the longest lateness of a 1 ms sleep on the loop; ``loop CPU`` the CPU time the
 loop's own thread used during that lateness (work done on the loop, whatever the machine's load).
