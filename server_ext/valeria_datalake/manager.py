@@ -280,7 +280,7 @@ class DatalakeContentsManager(AsyncContentsManager):
         return self.scratch if loc.kind == "scratch" else self.home
 
     def _check_home_name(self, loc: Location) -> None:
-        if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+        if self._shadowed_by_a_mount(loc):
             raise HTTPError(400, f"Name reserved for a datalake folder: {loc.inner}")
 
     @contextlib.contextmanager
@@ -340,20 +340,31 @@ class DatalakeContentsManager(AsyncContentsManager):
 
     # -- existence -------------------------------------------------------------------------------
 
+    def _shadowed_by_a_mount(self, loc: Location) -> bool:
+        """A home entry named like a mount (``scratch``, ``datalake_*``) is hidden behind it."""
+        return loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner)
+
+    async def _bucket_if_accessible(self, loc: Location) -> S3Bucket | None:
+        """The bucket of ``loc``, or None when it does not exist or this user cannot see it."""
+        try:
+            bucket, _ = await self._bucket(loc)
+        except HTTPError as e:
+            if e.status_code == 404:
+                return None
+            raise
+        return bucket
+
     async def dir_exists(self, path: str) -> bool:
         loc = self.locate(path)
         if loc.kind == "root":
             return True
         if loc.kind in ("home", "scratch"):
-            if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+            if self._shadowed_by_a_mount(loc):
                 return False
             return await self._posix(loc).dir_exists(loc.inner)
-        try:
-            bucket, _ = await self._bucket(loc)
-        except HTTPError as e:
-            if e.status_code == 404:
-                return False
-            raise
+        bucket = await self._bucket_if_accessible(loc)
+        if bucket is None:
+            return False
         if not loc.inner:
             return True
         with self._s3_errors(loc.api_path, "read"):
@@ -364,15 +375,12 @@ class DatalakeContentsManager(AsyncContentsManager):
         if loc.is_mount_root:
             return False
         if loc.kind in ("home", "scratch"):
-            if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+            if self._shadowed_by_a_mount(loc):
                 return False
             return await self._posix(loc).file_exists(loc.inner)
-        try:
-            bucket, _ = await self._bucket(loc)
-        except HTTPError as e:
-            if e.status_code == 404:
-                return False
-            raise
+        bucket = await self._bucket_if_accessible(loc)
+        if bucket is None:
+            return False
         if self._uploads is not None and self._uploads.in_progress(loc.bucket, loc.inner):
             # jupyter-server's PUT handler asks before every upload chunk; the object being
             # written counts as existing (as a partly written file does in home), without a HEAD
@@ -403,7 +411,7 @@ class DatalakeContentsManager(AsyncContentsManager):
         if loc.kind == "root":
             return await self._root_model(content, type)
         if loc.kind in ("home", "scratch"):
-            if loc.kind == "home" and "/" not in loc.inner and self.router.is_reserved_top_name(loc.inner):
+            if self._shadowed_by_a_mount(loc):
                 raise HTTPError(404, f"No such file or directory: {loc.api_path}")
             model = await self._posix(loc).get(
                 loc.inner, content=content, type=type, format=format, require_hash=require_hash
