@@ -42,7 +42,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from typing import Any
 
 from typing_extensions import Self
 
+from .procs import free_port, local_url, retry_port_clash
 from .s3site import S3Site, S3User
 from .tls import make_server_tls
 
@@ -73,12 +73,6 @@ class CephError(RuntimeError):
 
 class CephStartError(CephError):
     """The cluster did not come up; the message carries the tail of the daemons' logs."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -137,11 +131,11 @@ class CephCluster:
 
     @property
     def https_endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.https_port}"
+        return local_url(self.https_port, "https")
 
     @property
     def http_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return local_url(self.http_port)
 
     @property
     def pids(self) -> dict[str, int]:
@@ -164,13 +158,12 @@ class CephCluster:
         if self.workdir.exists() and any(self.workdir.iterdir()):
             raise CephStartError(f"{self.workdir} is not empty: the cluster needs a folder of its own")
         t0 = time.monotonic()
-        for attempt in (1, 2):
-            try:
-                self._start_once()
-                break
-            except CephStartError as e:
-                if attempt == 2 or "Address already in use" not in str(e):
-                    raise
+        retry_port_clash(
+            self._start_once,
+            attempts=2,
+            errors=CephStartError,
+            clash=lambda e: "Address already in use" in str(e),
+        )
         self.start_seconds = time.monotonic() - t0
         return self
 
@@ -335,8 +328,8 @@ class CephCluster:
         w = self.workdir
         for sub in ("log", "run", "mon/ceph-a", "osd/ceph-0", "rgw"):
             (w / sub).mkdir(parents=True, exist_ok=True)
-        mon_v2, mon_v1 = _free_port(), _free_port()
-        self.http_port, self.https_port = _free_port(), _free_port()
+        mon_v2, mon_v1 = free_port(), free_port()
+        self.http_port, self.https_port = free_port(), free_port()
         tls = make_server_tls(w / "tls", "rgw", hosts=("127.0.0.1", "localhost"))
         self.ca_bundle = str(tls.ca_cert)
         self._mon_addrs = f"[v2:127.0.0.1:{mon_v2},v1:127.0.0.1:{mon_v1}]"

@@ -32,8 +32,8 @@ from typing import Any
 from typing_extensions import Self
 
 from .oidc import NODE_DIR, OIDCProvider
-from .openbao import OpenBao, configure_vault, free_port, write_user_secrets
-from .procs import ManagedProcess, ServiceError
+from .openbao import OpenBao, configure_vault, write_user_secrets
+from .procs import SECRET_ENV_PREFIXES, ManagedProcess, ServiceError, child_env, free_port, local_url
 from .seed import SHARED_BUCKET, SeedReport, seed_datalake
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +99,7 @@ class DemoPlatform:
     # -- where things are ------------------------------------------------------------------------
     @property
     def hub_url(self) -> str:
-        return f"http://127.0.0.1:{self.hub_port}"
+        return local_url(self.hub_port)
 
     @property
     def logs_dir(self) -> Path:
@@ -248,11 +248,7 @@ class DemoPlatform:
         path = os.pathsep.join(
             [venv_bin, str(NODE_DIR / "node_modules" / ".bin"), os.environ.get("PATH", "")]
         )
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "VAULT_", "VALERIA_", "JUPYTERHUB_"))
-        }
+        env = child_env(drop=(*SECRET_ENV_PREFIXES, "VALERIA_", "JUPYTERHUB_"))
         env.update({
             "PATH": path,
             "JUPYTERHUB_CRYPT_KEY": _persistent_secret(hub_dir / "crypt-key"),
@@ -262,8 +258,8 @@ class DemoPlatform:
             "VALERIA_OIDC_ALLOWED_GROUPS": RESEARCHERS,
             "VALERIA_OIDC_ADMIN_GROUPS": HUB_ADMINS,
             "VALERIA_HUB_PUBLIC_URL": self.hub_url,
-            "VALERIA_HUB_BIND_URL": f"http://127.0.0.1:{free_port()}",
-            "VALERIA_PROXY_API_URL": f"http://127.0.0.1:{free_port()}",
+            "VALERIA_HUB_BIND_URL": local_url(free_port()),
+            "VALERIA_PROXY_API_URL": local_url(free_port()),
             "VALERIA_DB_URL": self.db_url or f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}",
             "VALERIA_VAULT_ADDR": self.vault.addr,
             "VALERIA_S3_ENDPOINT": self.ceph.https_endpoint,

@@ -15,14 +15,13 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from typing_extensions import Self
 
-from .procs import ManagedProcess, ServiceError
+from .procs import LocalService, ServiceError, child_env
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 SCRIPT = NODE_DIR / "keycloak_realm.mjs"
@@ -36,13 +35,16 @@ def _write_private_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-class OIDCProvider:
+class OIDCProvider(LocalService):
     """A Keycloak-like realm on loopback.
 
     ``users``: ``[{"username", "password", "email", "groups": [...]}]``;
     ``clients``: ``[{"client_id", "client_secret", "redirect_uris": [...]}]`` (optional
     ``post_logout_redirect_uris``, ``audience`` of the access token, default the client id).
     """
+
+    log_name = "oidc.log"
+    temp_prefix = "valeria-oidc-"
 
     def __init__(
         self,
@@ -55,19 +57,14 @@ class OIDCProvider:
         workdir: str | Path | None = None,
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(workdir, port, host)
         self.realm = realm
         self.users = list(users or [])
         self.clients = list(clients or [])
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
-        self.host = host
-        self.requested_port = port
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="valeria-oidc-"))
-        self.port: int | None = None
         self.issuer: str = ""
         self._admin_token = secrets.token_urlsafe(24)
-        self._proc: ManagedProcess | None = None
 
     # -- where it is ------------------------------------------------------------------------------
     @property
@@ -76,19 +73,11 @@ class OIDCProvider:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self._url()
 
     def endpoint(self, name: str) -> str:
         """Keycloak's URL of ``auth``, ``token``, ``userinfo``, ``certs``, ``logout`` or ``revoke``."""
         return f"{self.issuer}/protocol/openid-connect/{name}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "oidc.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> Self:
@@ -97,8 +86,7 @@ class OIDCProvider:
             raise ServiceError("node is not installed (make setup installs it)")
         if not (NODE_DIR / "node_modules" / "oidc-provider").is_dir():
             raise ServiceError(f"npm modules missing in {NODE_DIR} (make node-deps installs them)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.workdir, 0o700)
+        self._private_workdir()
         ready_file = self.workdir / "oidc-ready.json"
         ready_file.unlink(missing_ok=True)
         cookie_keys_file = self.workdir / "oidc-cookie-keys.json"
@@ -119,35 +107,18 @@ class OIDCProvider:
         }
         config_path = self.workdir / "oidc-config.json"
         _write_private_json(config_path, config)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VAULT_"))}
-        env["NODE_ENV"] = "production"
-        self._proc = ManagedProcess(
-            "oidc-provider", [node, str(SCRIPT), str(config_path)], self.log_path, env=env, cwd=NODE_DIR
-        )
-        self._proc.start()
-        self._proc.wait_for(ready_file.exists, timeout, "listening")
+        env = child_env(NODE_ENV="production")
+        proc = self._spawn("oidc-provider", [node, str(SCRIPT), str(config_path)], env=env, cwd=NODE_DIR)
+        proc.wait_for(ready_file.exists, timeout, "listening")
         info = json.loads(ready_file.read_text())
         self.port = int(info["port"])
         self.issuer = info["issuer"]
-        self._proc.wait_for(self._discovery_ok, timeout, "serving discovery")
+        proc.wait_for(self._discovery_ok, timeout, "serving discovery")
         return self
 
     def _discovery_ok(self) -> bool:
         with urllib.request.urlopen(self.discovery_url, timeout=2) as r:
             return json.load(r)["issuer"] == self.issuer
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- test and admin hooks ---------------------------------------------------------------------
     def _admin(self, method: str, path: str, body: Any = None) -> Any:

@@ -9,19 +9,17 @@ admin configures Vault with :func:`configure_vault` (runs ``openshift/vault/conf
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import socket
 import subprocess
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from typing_extensions import Self
 
-from .procs import ManagedProcess, ServiceError
+from .procs import LocalService, ServiceError, child_env, retry_port_clash
+from .procs import free_port as free_port  # its old home: tests and tools import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 VAULT_SCRIPTS = REPO / "openshift" / "vault"
@@ -42,48 +40,29 @@ def bao_binary() -> str:
     return found
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class OpenBao:
+class OpenBao(LocalService):
     """``bao server -dev`` on ``127.0.0.1:port`` (a free port when 0)."""
 
+    log_name = "openbao.log"
+    temp_prefix = "valeria-bao-"
+
     def __init__(self, port: int = 0, workdir: str | Path | None = None, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.requested_port = port
-        self.port: int | None = None
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="valeria-bao-"))
+        super().__init__(workdir, port, host)
         self.root_token = "dev-" + secrets.token_urlsafe(24)
-        self._proc: ManagedProcess | None = None
 
     @property
     def addr(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "openbao.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._url()
 
     def start(self, timeout: float = 30.0) -> Self:
         binary = bao_binary()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.workdir, 0o700)
+        self._private_workdir()
         home = self.workdir / "home"
         home.mkdir(exist_ok=True)
-        attempts = 1 if self.requested_port else 3
-        last: Exception | None = None
-        for _ in range(attempts):
+
+        def start_on_a_port() -> Self:
             self.port = self.requested_port or free_port(self.host)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "AWS_"))}
-            env.update(
+            env = child_env(
                 HOME=str(home), BAO_DEV_ROOT_TOKEN_ID=self.root_token, VAULT_DEV_ROOT_TOKEN_ID=self.root_token
             )
             argv = [
@@ -93,35 +72,20 @@ class OpenBao:
                 f"-dev-listen-address={self.host}:{self.port}",
                 "-dev-no-store-token",
             ]
-            self._proc = ManagedProcess(
-                "openbao", argv, self.log_path, env=env, cwd=self.workdir, redact=[self.root_token]
-            )
-            self._proc.start()
+            proc = self._spawn("openbao", argv, env=env, cwd=self.workdir, redact=[self.root_token])
             try:
-                self._proc.wait_for(self._healthy, timeout, "unsealed and answering")
-                return self
-            except ServiceError as e:  # port taken between free_port() and bind: try another
-                last = e
-                self._proc.stop()
-        raise last  # type: ignore[misc]
+                proc.wait_for(self._healthy, timeout, "unsealed and answering")
+            except ServiceError:  # port taken between free_port() and bind: try another
+                proc.stop()
+                raise
+            return self
+
+        return retry_port_clash(start_on_a_port, attempts=1 if self.requested_port else 3)
 
     def _healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=2) as r:
             body = json.load(r)
         return body.get("initialized") is True and body.get("sealed") is False
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def client(self, token: str | None = None) -> Any:
         """An hvac client (root token unless ``token`` is given)."""
@@ -131,14 +95,12 @@ class OpenBao:
 
     def cli_env(self) -> dict[str, str]:
         """Environment for the ``vault``-syntax CLI scripts in ``openshift/vault/``, as root."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "AWS_"))}
-        env.update(
+        return child_env(
             VAULT_ADDR=self.addr,
             VAULT_TOKEN=self.root_token,
             VAULT_CLI=bao_binary(),
             HOME=str(self.workdir / "home"),
         )
-        return env
 
 
 def run_vault_script(

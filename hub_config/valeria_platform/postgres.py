@@ -14,14 +14,12 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from typing_extensions import Self
 
-from .openbao import free_port
-from .procs import ServiceError, log_tail
+from .procs import LocalService, ServiceError, free_port, log_tail, retry_port_clash
 
 PG_BIN = Path(os.environ.get("VALERIA_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -32,14 +30,13 @@ def _sql_ident(name: str) -> str:
     return '"' + name + '"'
 
 
-class PostgresServer:
+class PostgresServer(LocalService):
     """One PostgreSQL cluster in ``workdir`` listening on ``127.0.0.1:port`` (a free port when 0)."""
 
+    log_name = "postgres.log"  # a copy of the server's own log, made at stop
+
     def __init__(self, workdir: str | Path, port: int = 0, host: str = "127.0.0.1") -> None:
-        self.workdir = Path(workdir)
-        self.host = host
-        self.requested_port = port
-        self.port: int | None = None
+        super().__init__(Path(workdir), port, host)
         self._as_postgres = os.geteuid() == 0
         self._users: dict[str, str] = {}  # database -> owner
         self._fallback_dir: Path | None = None
@@ -48,10 +45,6 @@ class PostgresServer:
     @property
     def datadir(self) -> Path:
         return self._base / "data"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "postgres.log"
 
     @property
     def _base(self) -> Path:
@@ -94,34 +87,28 @@ class PostgresServer:
                 os.chown(self._fallback_dir, pg.pw_uid, pg.pw_gid)
         if not (self.datadir / "PG_VERSION").exists():
             self._initdb()
-        attempts = 1 if self.requested_port else 3
-        for attempt in range(attempts):
-            self.port = self.requested_port or free_port(self.host)
-            opts = (
-                f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories='' -c fsync=off"
-            )
-            r = self._run(
-                [
-                    str(PG_BIN / "pg_ctl"),
-                    "-D",
-                    str(self.datadir),
-                    "-l",
-                    str(self._server_log),
-                    "-o",
-                    opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ]
-            )
-            if r.returncode == 0:
-                return self
-            if attempt == attempts - 1:
-                raise ServiceError(
-                    f"pg_ctl start failed:\n{r.stdout}{r.stderr}\n{log_tail(self._server_log)}"
-                )
-            time.sleep(0.5)
+        return retry_port_clash(self._start_on_a_port, attempts=1 if self.requested_port else 3, pause=0.5)
+
+    def _start_on_a_port(self) -> Self:
+        self.port = self.requested_port or free_port(self.host)
+        opts = f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories='' -c fsync=off"
+        r = self._run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self._server_log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+        if r.returncode != 0:
+            raise ServiceError(f"pg_ctl start failed:\n{r.stdout}{r.stderr}\n{log_tail(self._server_log)}")
         return self
 
     @property
@@ -171,12 +158,6 @@ class PostgresServer:
         if self._fallback_dir is not None:
             shutil.rmtree(self._fallback_dir, ignore_errors=True)
             self._fallback_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- databases ---------------------------------------------------------------------------------
     def connect(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> Any:

@@ -8,19 +8,72 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+from typing_extensions import Self
 
 # What services print about themselves that must not reach a log (OpenBao's dev mode banner).
 _SECRET_LINES = re.compile(rb"((?:Unseal Key|Root Token)\s*:\s*)\S+")
 
+#: environment variables that carry secrets of the caller (S3 keys, Vault/OpenBao tokens): a local
+#: service never inherits them
+SECRET_ENV_PREFIXES = ("AWS_", "VAULT_", "BAO_")
+
+T = TypeVar("T")
+
 
 class ServiceError(RuntimeError):
     """A local service failed to start; the message carries the tail of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (another process may take it before we bind it:
+    see :func:`retry_port_clash`)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def local_url(port: int | None, scheme: str = "http", host: str = "127.0.0.1") -> str:
+    """``scheme://host:port`` of a service on this machine."""
+    return f"{scheme}://{host}:{port}"
+
+
+def child_env(drop: Sequence[str] = SECRET_ENV_PREFIXES, **extra: str) -> dict[str, str]:
+    """This process's environment without the variables starting with ``drop``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(drop))}
+    env.update(extra)
+    return env
+
+
+def retry_port_clash(
+    attempt: Callable[[], T],
+    attempts: int,
+    errors: type[Exception] | tuple[type[Exception], ...] = ServiceError,
+    clash: Callable[[Exception], bool] = lambda e: True,
+    pause: float = 0.0,
+) -> T:
+    """Run ``attempt()`` up to ``attempts`` times while it fails with one of ``errors`` that
+    ``clash(error)`` says is a port taken between picking it free and binding it; re-raise the
+    last failure (or any other one) as is."""
+    for n in range(1, attempts + 1):
+        try:
+            return attempt()
+        except errors as e:
+            if n == attempts or not clash(e):
+                raise
+        if pause:
+            time.sleep(pause)
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
 def log_tail(path: Path | str, lines: int = 40) -> str:
@@ -138,3 +191,72 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+class LocalService:
+    """What every local service launcher shares: a work folder (a fresh private temp folder unless
+    one is given; only a folder made here is removed at :meth:`stop`), its log there, the PID of its
+    child process, ``127.0.0.1:port`` (``requested_port`` 0: a free one) and the context manager.
+
+    Subclasses set ``log_name`` and ``temp_prefix``, implement :meth:`start`, and start their child
+    with :meth:`_spawn`.
+    """
+
+    #: file name of the service's log inside ``workdir``
+    log_name = "service.log"
+    #: prefix of the temp folder made when no workdir is given
+    temp_prefix = "valeria-"
+
+    def __init__(self, workdir: str | Path | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=self.temp_prefix))
+        self._proc: ManagedProcess | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / self.log_name
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _url(self, scheme: str = "http") -> str:
+        return local_url(self.port, scheme, self.host)
+
+    def _private_workdir(self) -> None:
+        """Create the work folder, readable by us alone (it holds the service's secrets)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o700)
+
+    def _spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | str | None = None,
+        redact: Sequence[str] = (),
+    ) -> ManagedProcess:
+        """Start the service's child process, its output going to ``log_path``."""
+        self._proc = ManagedProcess(name, argv, self.log_path, env=env, cwd=cwd, redact=redact)
+        self._proc.start()
+        return self._proc
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the child process (if any) and remove the work folder if it was made here."""
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
