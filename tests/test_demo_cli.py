@@ -18,7 +18,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 from valeria_platform.oidc import NODE_DIR
-from valeria_platform.openbao import free_port
+from valeria_platform.procs import free_port
 
 pytestmark = [pytest.mark.hub, pytest.mark.ceph]
 

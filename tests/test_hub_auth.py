@@ -9,7 +9,7 @@ import pytest
 from tornado import web
 from valeria_hub.auth import KeycloakAuthenticator
 from valeria_hub.errors import SpawnRefused
-from valeria_platform.openbao import free_port
+from valeria_platform.procs import free_port
 
 from tests.fixtures.services import HUB_CALLBACK, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
 

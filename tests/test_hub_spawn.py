@@ -168,7 +168,7 @@ def test_logout_ends_the_keycloak_session(hub, oidc_provider):
 
 
 def test_keycloak_down_at_login(tmp_path, oidc_provider, openbao):
-    from valeria_platform.openbao import free_port
+    from valeria_platform.procs import free_port
 
     env = hub_base_env(
         oidc_provider,
@@ -186,7 +186,7 @@ def test_keycloak_down_at_login(tmp_path, oidc_provider, openbao):
 
 
 def test_vault_down_refuses_spawn_through_the_hub(tmp_path, oidc_provider, openbao):
-    from valeria_platform.openbao import free_port
+    from valeria_platform.procs import free_port
 
     env = hub_base_env(
         oidc_provider,
