@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -33,7 +32,15 @@ from typing_extensions import Self
 
 from .oidc import NODE_DIR, OIDCProvider
 from .openbao import OpenBao, configure_vault, write_user_secrets
-from .procs import SECRET_ENV_PREFIXES, ManagedProcess, ServiceError, child_env, free_port, local_url
+from .procs import (
+    SECRET_ENV_PREFIXES,
+    ManagedProcess,
+    ServiceError,
+    child_env,
+    free_port,
+    local_url,
+    persistent_secret,
+)
 from .seed import SHARED_BUCKET, SeedReport, seed_datalake
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,15 +61,6 @@ DEMO_USERS: dict[str, tuple[int, int, list[int], list[str]]] = {
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _persistent_secret(path: Path, nbytes: int = 32) -> str:
-    """A random value kept in the state folder (0600), so a restart reuses it."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(nbytes))
-    return path.read_text().strip()
 
 
 class DemoPlatform:
@@ -209,7 +207,7 @@ class DemoPlatform:
             {"username": name, "password": self.password, "email": f"{name}@example.org", "groups": groups}
             for name, (_, _, _, groups) in DEMO_USERS.items()
         ]
-        self.client_secret = _persistent_secret(self.state / "oidc-client-secret")
+        self.client_secret = persistent_secret(self.state / "oidc-client-secret")
         self.oidc = OIDCProvider(
             realm=REALM,
             users=users,
@@ -235,7 +233,7 @@ class DemoPlatform:
         from .postgres import PostgresServer
 
         self.postgres = PostgresServer(self.state / "postgres").start()
-        password = _persistent_secret(self.state / "hub-db-password", 16)
+        password = persistent_secret(self.state / "hub-db-password", 16)
         self.postgres.create_database("jupyterhub", "jupyterhub", password)
         self.db_url = self.postgres.url("jupyterhub")
         self.db_password = password
@@ -251,7 +249,7 @@ class DemoPlatform:
         env = child_env(drop=(*SECRET_ENV_PREFIXES, "VALERIA_", "JUPYTERHUB_"))
         env.update({
             "PATH": path,
-            "JUPYTERHUB_CRYPT_KEY": _persistent_secret(hub_dir / "crypt-key"),
+            "JUPYTERHUB_CRYPT_KEY": persistent_secret(hub_dir / "crypt-key"),
             "VALERIA_OIDC_REALM_URL": self.oidc.issuer,
             "VALERIA_OIDC_CLIENT_ID": CLIENT_ID,
             "VALERIA_OIDC_CLIENT_SECRET": self.client_secret,

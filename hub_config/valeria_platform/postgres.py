@@ -19,7 +19,7 @@ from typing import Any
 
 from typing_extensions import Self
 
-from .procs import LocalService, ServiceError, free_port, log_tail, retry_port_clash
+from .procs import LocalService, ServiceError, free_port, log_tail, persistent_secret, retry_port_clash
 
 PG_BIN = Path(os.environ.get("VALERIA_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -71,10 +71,7 @@ class PostgresServer(LocalService):
                 f"PostgreSQL 15 server binaries are missing in {PG_BIN} (make setup installs them)"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self._password_file.exists():
-            fd = os.open(self._password_file, os.O_WRONLY | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24))
+        persistent_secret(self._password_file, 24, secrets.token_urlsafe)
         base = self.workdir / "pg"
         base.mkdir(exist_ok=True)
         if self._as_postgres:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -74,6 +75,15 @@ def retry_port_clash(
         if pause:
             time.sleep(pause)
     raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
+def persistent_secret(path: Path, nbytes: int = 32, token: Callable[[int], str] = secrets.token_hex) -> str:
+    """A random value (``token(nbytes)``) kept in ``path``, created 0600, so a restart reuses it."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token(nbytes))
+    return path.read_text().strip()
 
 
 def log_tail(path: Path | str, lines: int = 40) -> str:
