@@ -2,6 +2,11 @@
 
 Each service runs in its own process group (``start_new_session``), so stopping it also stops the
 helpers it forked, and nothing else on the machine is touched.
+
+Also the one home of what every launcher of ``valeria_platform`` needs: :class:`LocalService` (work
+folder, log, PID, stop, context manager), :func:`free_port` and :func:`retry_port_clash` (a port
+picked free may be taken before the service binds it), :func:`child_env` (the caller's secrets
+never reach a child) and :func:`persistent_secret`.
 """
 
 from __future__ import annotations
