@@ -55,7 +55,7 @@ from typing import Any
 
 from typing_extensions import Self
 
-from .procs import free_port, local_url, retry_port_clash
+from .procs import StartStop, free_port, local_url, retry_port_clash
 from .s3site import S3Site, S3User
 from .tls import make_server_tls
 
@@ -90,7 +90,7 @@ def _random_key(n: int, alphabet: str) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
-class CephCluster:
+class CephCluster(StartStop):
     """One monitor, one memstore OSD and one RGW (beast, HTTP + HTTPS) on loopback, in ``workdir``."""
 
     def __init__(
@@ -219,12 +219,6 @@ class CephCluster:
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self._started = False
                 atexit.unregister(self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- diagnostics ----------------------------------------------------------------------------
     def log_report(self, lines: int = 40) -> str:

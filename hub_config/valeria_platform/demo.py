@@ -36,6 +36,7 @@ from .procs import (
     SECRET_ENV_PREFIXES,
     ManagedProcess,
     ServiceError,
+    StartStop,
     child_env,
     free_port,
     local_url,
@@ -63,7 +64,7 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-class DemoPlatform:
+class DemoPlatform(StartStop):
     """Ceph RGW + OIDC provider + OpenBao + JupyterHub, started and stopped together."""
 
     def __init__(
@@ -156,7 +157,7 @@ class DemoPlatform:
                     f"port {self.hub_port} is in use: stop what listens there or use --hub-port"
                 ) from None
 
-    def start(self) -> DemoPlatform:
+    def start(self) -> Self:
         self.state.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state, 0o700)
         self.logs_dir.mkdir(exist_ok=True)
@@ -318,12 +319,6 @@ class DemoPlatform:
         if self._wrote_pids:
             (self.state / "pids.json").unlink(missing_ok=True)
             self._wrote_pids = False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def banner(self) -> str:
         ceph = f"{self.ceph.https_endpoint} (Ceph RGW, CA {self.ceph.ca_bundle})" if self.ceph else "?"

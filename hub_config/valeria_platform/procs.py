@@ -208,7 +208,23 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-class LocalService:
+class StartStop:
+    """``with service:`` starts it and stops it whatever happens inside."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalService(StartStop):
     """What every local service launcher shares: a work folder (a fresh private temp folder unless
     one is given; only a folder made here is removed at :meth:`stop`), its log there, the PID of its
     child process, ``127.0.0.1:port`` (``requested_port`` 0: a free one) and the context manager.
@@ -259,9 +275,6 @@ class LocalService:
         self._proc.start()
         return self._proc
 
-    def start(self) -> Self:
-        raise NotImplementedError
-
     def stop(self) -> None:
         """Stop the child process (if any) and remove the work folder if it was made here."""
         if self._proc is not None:
@@ -269,9 +282,3 @@ class LocalService:
             self._proc = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
