@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from tests.fixtures.s3 import (
     SHARED_RW,
     USER,
     World,
+    chunk_model,
     datalake_server_config,
     free_port,
     on_server_loop,
@@ -44,22 +44,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def jp_server_config(moto_world: World, tmp_path, monkeypatch):
     return datalake_server_config(moto_world.site, tmp_path, monkeypatch)
-
-
-def open_uploads(world: World, prefix: str) -> list[dict]:
-    resp = world.client().list_multipart_uploads(Bucket=OWN_BUCKET, Prefix=prefix)
-    return resp.get("Uploads", [])
-
-
-def chunk_body(path: str, number: int, data: bytes) -> dict:
-    return {
-        "type": "file",
-        "format": "base64",
-        "name": path.rsplit("/", 1)[-1],
-        "path": path,
-        "chunk": number,
-        "content": base64.b64encode(data).decode("ascii"),
-    }
 
 
 # -- in process ----------------------------------------------------------------------------------
@@ -78,16 +62,16 @@ async def test_server_shutdown_aborts_unfinished_uploads_and_closes_s3(jp_server
     for key in (f"{d}/a.bin", f"{d}/b.bin"):  # two tabs, each 9 MiB into a bigger file
         path = f"{OWN}/{key}"
         for n in range(1, 10):
-            code, m = await api("PUT", path, chunk_body(path, n, os.urandom(MiB)))
+            code, m = await api("PUT", path, chunk_model(path, n, os.urandom(MiB)))
             assert code in (200, 201), m
-    assert len(open_uploads(moto_world, d)) == 2  # a part of each is already in S3
+    assert len(moto_world.open_uploads(d)) == 2  # a part of each is already in S3
     moto_world.site.counter.reset()
 
     # what ServerApp._cleanup runs on SIGTERM, on POST /api/shutdown and in pytest-jupyter's teardown
     await jp_serverapp.cleanup_extensions()
 
     assert moto_world.site.counter.stats()["ops"].get("AbortMultipartUpload") == 2
-    assert open_uploads(moto_world, d) == []
+    assert moto_world.open_uploads(d) == []
     assert cm._uploads is None and cm._fs is None and cm._threaded is None  # S3 clients closed
 
 
@@ -181,11 +165,11 @@ def test_sigterm_aborts_unfinished_uploads(real_server, moto_world):
     d = moto_world.unique("sigterm")
     path = f"{OWN}/{d}/big.bin"
     for n in range(1, 10):
-        code, body = real_server.request("PUT", f"api/contents/{path}", chunk_body(path, n, os.urandom(MiB)))
+        code, body = real_server.request("PUT", f"api/contents/{path}", chunk_model(path, n, os.urandom(MiB)))
         assert code in (200, 201), body
-    assert len(open_uploads(moto_world, d)) == 1
+    assert len(moto_world.open_uploads(d)) == 1
     assert real_server.stop() == 0  # SIGTERM, as Kubernetes stops the pod
-    assert open_uploads(moto_world, d) == []
+    assert moto_world.open_uploads(d) == []
     log = real_server.log_path.read_text()
     assert "aborting 1 unfinished upload" in log, log[-3000:]
 

@@ -25,11 +25,6 @@ def jp_server_config(world: World, tmp_path, monkeypatch):
     return datalake_server_config(world.site, tmp_path, monkeypatch)
 
 
-def open_uploads(world: World, key: str) -> list[dict]:
-    resp = world.client().list_multipart_uploads(Bucket=OWN_BUCKET, Prefix=key)
-    return [u for u in resp.get("Uploads", []) if u["Key"] == key]
-
-
 @on_server_loop
 async def test_chunked_upload_then_ranged_download(jp_fetch, world):
     key = f"{world.unique('roundtrip')}/data set.bin"
@@ -39,12 +34,12 @@ async def test_chunked_upload_then_ranged_download(jp_fetch, world):
     for _, body in bodies[:-1]:
         code, model = await put(jp_fetch, path, body)
         assert code in (200, 201), model
-    assert len(open_uploads(world, key)) == 1
+    assert len(world.open_uploads(key, exact=True)) == 1
     code, model = await put(jp_fetch, path, bodies[-1][1])
     assert code in (200, 201) and model["size"] == len(data), model
     stored = world.client().get_object(Bucket=OWN_BUCKET, Key=key)["Body"].read()
     assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
-    assert open_uploads(world, key) == []
+    assert world.open_uploads(key, exact=True) == []
 
     r = await jp_fetch("files", OWN, key, params={"download": "1"}, request_timeout=60)
     assert r.code == 200 and r.body == data
@@ -64,10 +59,10 @@ async def test_out_of_order_chunk_leaves_no_upload_behind(jp_fetch, world):
     for _, body in bodies[:9]:
         code, _ = await put(jp_fetch, path, body)
         assert code in (200, 201)
-    assert len(open_uploads(world, key)) == 1
+    assert len(world.open_uploads(key, exact=True)) == 1
     code, err = await put(jp_fetch, path, bodies[10][1])
     assert code == 400, err
-    assert open_uploads(world, key) == []
+    assert world.open_uploads(key, exact=True) == []
     listed = world.client().list_objects_v2(Bucket=OWN_BUCKET, Prefix=key)
     assert listed.get("KeyCount", 0) == 0
     assert json.dumps(err).find(world.site.user(world.user).secret_key) == -1

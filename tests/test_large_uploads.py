@@ -9,7 +9,6 @@ HTTP client but not S3.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import math
@@ -21,7 +20,15 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fet
 from valeria_datalake.s3.client import S3Settings, close_s3_filesystem, make_s3_filesystem
 from valeria_datalake.s3.uploads import MultipartUploads, UploadError
 
-from tests.fixtures.s3 import OWN_BUCKET, SHARED_RO, USER, World, datalake_server_config, on_server_loop
+from tests.fixtures.s3 import (
+    OWN_BUCKET,
+    SHARED_RO,
+    USER,
+    World,
+    chunk_model,
+    datalake_server_config,
+    on_server_loop,
+)
 
 OWN = f"datalake_{OWN_BUCKET}"
 MiB = 1024 * 1024
@@ -36,20 +43,11 @@ def jp_server_config(moto_world: World, tmp_path, monkeypatch):
 
 def chunk_bodies(path: str, data: bytes, chunk_size: int = CHUNK) -> list[tuple[int, bytes]]:
     """The request bodies JupyterLab sends for ``data``: (chunk number, JSON body)."""
-    name = path.rsplit("/", 1)[-1]
     out = []
     for start in range(0, len(data), chunk_size):
         end = start + chunk_size
         number = -1 if end >= len(data) else end // chunk_size
-        model = {
-            "type": "file",
-            "format": "base64",
-            "name": name,
-            "path": path,
-            "chunk": number,
-            "content": base64.b64encode(data[start:end]).decode("ascii"),
-        }
-        out.append((number, json.dumps(model).encode()))
+        out.append((number, json.dumps(chunk_model(path, number, data[start:end])).encode()))
     return out
 
 
@@ -81,11 +79,6 @@ def object_or_none(world: World, key: str) -> bytes | None:
         return client.get_object(Bucket=OWN_BUCKET, Key=key)["Body"].read()
     except client.exceptions.NoSuchKey:
         return None
-
-
-def open_uploads(world: World, key: str) -> list[dict]:
-    resp = world.client().list_multipart_uploads(Bucket=OWN_BUCKET, Prefix=key)
-    return [u for u in resp.get("Uploads", []) if u["Key"] == key]
 
 
 def md5(data: bytes) -> str:
@@ -174,7 +167,7 @@ async def test_nothing_visible_until_the_last_chunk(jp_fetch, api, moto_world):
         code, _ = await put(jp_fetch, f"{OWN}/{key}", body)
         assert code in (200, 201)
     # two parts are already in S3, as parts of an open multipart upload, not as an object
-    assert len(open_uploads(moto_world, key)) == 1
+    assert len(moto_world.open_uploads(key, exact=True)) == 1
     assert object_or_none(moto_world, key) is None
     code, _ = await api("GET", f"{OWN}/{key}", content=0)
     assert code == 404
@@ -184,7 +177,7 @@ async def test_nothing_visible_until_the_last_chunk(jp_fetch, api, moto_world):
     code, model = await put(jp_fetch, f"{OWN}/{key}", bodies[-1][1])
     assert code in (200, 201) and model["size"] == len(data)
     assert object_or_none(moto_world, key) == data
-    assert open_uploads(moto_world, key) == []
+    assert moto_world.open_uploads(key, exact=True) == []
     code, listing = await api("GET", f"{OWN}/{d}")
     assert [e["name"] for e in listing["content"]] == ["data.bin"]
 
@@ -194,14 +187,14 @@ async def test_a_new_upload_to_the_same_path_aborts_the_unfinished_one(jp_fetch,
     key = f"{moto_world.unique('again')}/data.bin"
     first, second = os.urandom(20 * MiB), os.urandom(11 * MiB)
     await upload(jp_fetch, f"{OWN}/{key}", first, stop_after=12)  # one part uploaded, then the tab died
-    assert len(open_uploads(moto_world, key)) == 1
+    assert len(moto_world.open_uploads(key, exact=True)) == 1
     moto_world.site.counter.reset()
     await upload(jp_fetch, f"{OWN}/{key}", second)
     seen = ops(moto_world)
     assert seen["AbortMultipartUpload"] == 1
     assert seen["CreateMultipartUpload"] == 1 and seen["CompleteMultipartUpload"] == 1
     assert object_or_none(moto_world, key) == second
-    assert open_uploads(moto_world, key) == []
+    assert moto_world.open_uploads(key, exact=True) == []
 
 
 @on_server_loop
@@ -216,7 +209,7 @@ async def test_chunks_out_of_order_are_refused_and_abort(jp_fetch, api, moto_wor
     code, err = await put(jp_fetch, path, bodies[10][1])  # chunk 11, chunk 10 was lost
     assert code == 400 and "out of order" in err["message"]
     assert ops(moto_world).get("AbortMultipartUpload") == 1
-    assert open_uploads(moto_world, key) == []
+    assert moto_world.open_uploads(key, exact=True) == []
     # the rest of that upload is refused, not written as a truncated file
     code, err = await put(jp_fetch, path, bodies[-1][1])
     assert code == 409 and "upload the file again" in err["message"]
@@ -247,13 +240,13 @@ async def test_an_idle_upload_is_aborted(jp_fetch, jp_serverapp, api, moto_world
     jp_serverapp.contents_manager.upload_idle_timeout = 0.5  # read when the first upload starts
     key = f"{moto_world.unique('idle')}/data.bin"
     await upload(jp_fetch, f"{OWN}/{key}", os.urandom(12 * MiB), stop_after=10)
-    assert len(open_uploads(moto_world, key)) == 1
+    assert len(moto_world.open_uploads(key, exact=True)) == 1
     # the browser went away: the periodic task aborts the upload (polled, no timing asserted)
     for _ in range(200):
-        if not open_uploads(moto_world, key):
+        if not moto_world.open_uploads(key, exact=True):
             break
         await asyncio.sleep(0.1)
-    assert open_uploads(moto_world, key) == []
+    assert moto_world.open_uploads(key, exact=True) == []
     assert object_or_none(moto_world, key) is None
     code, err = await api(
         "PUT", f"{OWN}/{key}", {"type": "file", "format": "base64", "chunk": 11, "content": ""}
@@ -280,7 +273,7 @@ async def test_an_s3_error_mid_upload_aborts_and_leaves_nothing(jp_fetch, api, m
     assert path in err["message"]
     assert ops(moto_world)["AbortMultipartUpload"] == 1
     moto_world.site.counter.reset()  # drop the remaining fault
-    assert open_uploads(moto_world, key) == []
+    assert moto_world.open_uploads(key, exact=True) == []
     assert object_or_none(moto_world, key) is None
 
 
@@ -336,6 +329,6 @@ async def test_multipart_uploads_alone_hold_about_one_part(moto_world):
         await uploads.add_chunk(OWN_BUCKET, key + ".2", 1, chunk * 9)
         assert uploads.in_progress(OWN_BUCKET, key + ".2")
         await uploads.close()
-        assert uploads.pending() == [] and open_uploads(moto_world, key + ".2") == []
+        assert uploads.pending() == [] and moto_world.open_uploads(key + ".2", exact=True) == []
     finally:
         await close_s3_filesystem(fs)
