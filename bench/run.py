@@ -16,7 +16,6 @@ Usage: ``python bench/run.py [--quick] [--only ours,s3contents,jupyter-fs]``. Re
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import os
@@ -42,6 +41,7 @@ REPO = BENCH.parent
 WORK = BENCH / "work"
 sys.path.insert(0, str(REPO / "hub_config"))
 
+from valeria_platform.jupyterlab import upload_models  # noqa: E402
 from valeria_platform.moto_s3 import MotoS3  # noqa: E402
 
 MiB = 1024 * 1024
@@ -456,25 +456,11 @@ def w_upload(server: Server, client, src: Path, digest: str):
     path = server.path(key)
 
     def run():
-        size = src.stat().st_size
         with open(src, "rb") as f:
-            start = 0
-            while start < size:
-                data = f.read(CHUNK)
-                end = start + len(data)
-                number = -1 if end >= size else end // CHUNK
-                model = {
-                    "type": "file",
-                    "format": "base64",
-                    "name": key.rsplit("/", 1)[-1],
-                    "path": path,
-                    "chunk": number,
-                    "content": base64.b64encode(data).decode("ascii"),
-                }
+            for model in upload_models(path, f, CHUNK):
                 resp = server.api("PUT", path, model)
                 if resp.status_code >= 400:
-                    return False, f"chunk {number}: HTTP {resp.status_code}"
-                start = end
+                    return False, f"chunk {model['chunk']}: HTTP {resp.status_code}"
         return verify
 
     def verify():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
 from valeria_platform.ceph import CephCluster
+from valeria_platform.jupyterlab import upload_models
 from valeria_platform.s3site import S3Site
 
 from tests.fixtures.s3 import NOTEBOOK, datalake_server_config, on_server_loop
@@ -163,17 +164,7 @@ def pending_uploads(site: S3Site, user: str, bucket: str) -> list[str]:
 async def upload_in_chunks(api, path: str, data: bytes) -> list[int]:
     """Upload the way JupyterLab does: base64 chunks numbered 1..n, the last one -1."""
     codes = []
-    pieces = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
-    for i, piece in enumerate(pieces, start=1):
-        number = -1 if i == len(pieces) else i
-        model = {
-            "type": "file",
-            "format": "base64",
-            "content": base64.b64encode(piece).decode(),
-            "chunk": number,
-            "name": path.rsplit("/", 1)[-1],
-            "path": path,
-        }
+    for model in upload_models(path, data, CHUNK):
         code, _ = await api("PUT", path, model)
         codes.append(code)
         if code >= 400:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
 from valeria_datalake.extension import DatalakeExtension
+from valeria_platform.jupyterlab import chunk_model
 
 from tests.fixtures.s3 import (
     OWN_BUCKET,
@@ -28,7 +29,6 @@ from tests.fixtures.s3 import (
     SHARED_RW,
     USER,
     World,
-    chunk_model,
     datalake_server_config,
     free_port,
     on_server_loop,

@@ -6,7 +6,6 @@ Runs against moto, whose server counts every request by S3 operation (``moto_sit
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
@@ -16,6 +15,7 @@ import threading
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
+from valeria_platform.jupyterlab import upload_models
 
 from tests.fixtures.s3 import (
     BIG_COUNT,
@@ -344,15 +344,10 @@ async def test_chunked_upload_costs_one_upload_part_per_part_and_at_most_one_hea
     path = f"{OWN}/{moto_world.unique('chunks')}/data.bin"
     await api("GET", OWN)
     moto_world.site.counter.reset()
-    chunk = 1024 * 1024
-    starts = range(0, size, chunk)
-    for i, start in enumerate(starts, start=1):
-        number = -1 if i == len(starts) else i
-        body = {"type": "file", "format": "base64", "chunk": number, "name": path.rsplit("/", 1)[-1],
-                "content": base64.b64encode(data[start : start + chunk]).decode("ascii")}  # fmt: skip
+    for body in upload_models(path, data):
         code, m = await api("PUT", path, body)
         assert code in (200, 201), m
-        assert m["size"] == (size if number == -1 else None)
+        assert m["size"] == (size if body["chunk"] == -1 else None)
     seen = ops(moto_world)
     assert seen["UploadPart"] == math.ceil(size / part)
     assert seen.get("HeadObject", 0) <= 1

@@ -19,13 +19,13 @@ import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
 from valeria_datalake.s3.client import S3Settings, close_s3_filesystem, make_s3_filesystem
 from valeria_datalake.s3.uploads import MultipartUploads, UploadError
+from valeria_platform.jupyterlab import upload_models
 
 from tests.fixtures.s3 import (
     OWN_BUCKET,
     SHARED_RO,
     USER,
     World,
-    chunk_model,
     datalake_server_config,
     on_server_loop,
 )
@@ -43,12 +43,7 @@ def jp_server_config(moto_world: World, tmp_path, monkeypatch):
 
 def chunk_bodies(path: str, data: bytes, chunk_size: int = CHUNK) -> list[tuple[int, bytes]]:
     """The request bodies JupyterLab sends for ``data``: (chunk number, JSON body)."""
-    out = []
-    for start in range(0, len(data), chunk_size):
-        end = start + chunk_size
-        number = -1 if end >= len(data) else end // chunk_size
-        out.append((number, json.dumps(chunk_model(path, number, data[start:end])).encode()))
-    return out
+    return [(m["chunk"], json.dumps(m).encode()) for m in upload_models(path, data, chunk_size)]
 
 
 async def put(jp_fetch, path: str, body: bytes):
