@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
-NODE_DIR := hub_config/valeria_platform/node
+NODE_DIR := local_platform/valeria_platform/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 STATE ?= .state
 # Debian packages the tests and the demo need: binary -> package.
@@ -39,6 +39,9 @@ $(STAMP): setup.cfg pyproject.toml
 	@# an editable install skips data_files: enable the extension the way a wheel install does
 	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
 	cp server_ext/jupyter-config/jupyter_server_config.d/valeria_datalake.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	@# the local platform (local_platform/) is dev and test infrastructure, never in the wheel:
+	@# the venv finds it through a .pth file, so tests, the demo and their subprocesses import it
+	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "valeria_local_platform.pth").write_text(str(pathlib.Path("local_platform").resolve()) + "\n")'
 	@touch $@
 
 python-deps: $(STAMP)

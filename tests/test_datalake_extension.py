@@ -39,7 +39,8 @@ def test_wheel_ships_the_enabling_config(tmp_path):
     src.mkdir()
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    for tree in ("server_ext", "hub_config"):
+    # local_platform/ is copied too, to prove the wheel leaves it out even when it is beside the code
+    for tree in ("server_ext", "hub_config", "local_platform"):
         shutil.copytree(
             REPO / tree, src / tree, ignore=shutil.ignore_patterns("__pycache__", "node_modules", "*.pyc")
         )
@@ -67,6 +68,9 @@ def test_wheel_ships_the_enabling_config(tmp_path):
     data = [n for n in names if n.endswith("etc/jupyter/jupyter_server_config.d/valeria_datalake.json")]
     assert data, names
     assert "valeria_datalake/manager.py" in names and "valeria_datalake/s3/client.py" in names
+    # the product wheel holds product code only: no local platform, no tests, no bench
+    tops = {n.split("/", 1)[0] for n in names}
+    assert not any(t.startswith(("valeria_platform", "tests", "bench", "local_platform")) for t in tops), tops
 
 
 @pytest.fixture
