@@ -25,7 +25,7 @@ from .heap import freeze_startup_heap
 from .notebooks import estimate_size, read_notebook, write_notebook
 from .paths import SCRATCH_NAME, Location, PathRouter
 from .posix import PosixRoot
-from .s3.backend import ListingCache, S3Bucket
+from .s3.backend import ContentTooLarge, ListingCache, S3Bucket
 from .s3.checkpoints import S3Checkpoints
 from .s3.client import S3Settings, close_s3_filesystem, make_s3_filesystem
 from .s3.errors import to_http_error
@@ -38,7 +38,7 @@ from .s3.models import (
     listing_models,
 )
 from .s3.threaded import ThreadedS3
-from .transfer import PosixSide, S3Side, SourceNotRemoved, transfer
+from .transfer import PosixSide, S3Side, SourceChanged, SourceNotRemoved, transfer
 
 #: folder listings with more entries than this get their models built in a worker thread
 MODELS_ON_LOOP_LIMIT = 1000
@@ -137,6 +137,14 @@ class DatalakeContentsManager(AsyncContentsManager):
         config=True,
         help="Seconds a bucket folder listing is reused (absorbs JupyterLab's 10 s poll); "
         "any write through this server drops the bucket's cached listings at once.",
+    )
+    max_content_size = Int(
+        256 * 1024 * 1024,
+        config=True,
+        help="Largest bucket file (bytes) whose content GET /api/contents returns (JupyterLab's editor, "
+        "viewers); the server holds about three times the file in memory while sending it. Bigger "
+        "files answer 413 and stay available by download (/files/, streamed) and from a notebook "
+        "(s3://bucket/key).",
     )
     transfer_concurrency = Int(8, config=True, help="Objects copied at once in folder moves and copies.")
     transfer_inline_limit = Int(
@@ -449,7 +457,15 @@ class DatalakeContentsManager(AsyncContentsManager):
         if type == "notebook" and format not in (None, "json"):
             raise HTTPError(400, f"Notebooks are read as json: {loc.api_path}")
         if content:  # one GetObject: body, size, time and ETag together
-            data, entry = await bucket.read(loc.inner)
+            try:
+                data, entry = await bucket.read(loc.inner, limit=self.max_content_size)
+            except ContentTooLarge as e:
+                raise HTTPError(
+                    413,
+                    f"{loc.api_path} is too large to open here ({e.size} bytes, the limit is "
+                    f"{self.max_content_size}): download it from /files/{loc.api_path} or read "
+                    f"s3://{loc.bucket}/{loc.inner} from a notebook",
+                ) from None
         else:
             data, entry = None, await bucket.head(loc.inner)
         model = file_model(loc.api_path, entry, info.writable, type)
@@ -710,8 +726,15 @@ class DatalakeContentsManager(AsyncContentsManager):
                     status,
                     f"Copied to {dst.api_path}, but the source could not be removed: {src.api_path}",
                 ) from None
+            except SourceChanged as e:
+                shown = ", ".join(repr(k) for k in e.kept[:5]) + (", ..." if len(e.kept) > 5 else "")
+                raise HTTPError(
+                    409,
+                    f"Copied to {dst.api_path}, but {len(e.kept)} source file(s) changed during the "
+                    f"move and were kept in {src.api_path}: {shown}",
+                ) from None
             except HTTPError as e:
-                if e.status_code == 409:
+                if e.status_code == 409 and e.log_message == "Destination already exists":
                     raise HTTPError(409, f"Destination already exists: {dst.api_path}") from None
                 raise
         if move and src_bucket is not None:

@@ -23,7 +23,10 @@ MAX_PATH_BYTES = 4096
 SCRATCH_NAME = "scratch"
 # Bucket names as S3 and Ceph RGW accept them (RGW's relaxed names allow capitals and "_"); anything
 # else cannot be a bucket and is a 404 before any request is made.
-_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+#: C0 and C1 control characters and DEL; U+FFFD stands for bytes that were not UTF-8 (an S3 listing
+#: decodes such keys lossily, so the key we would name is not the key that is stored)
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,24 @@ def normalize(path: str) -> str:
     return path
 
 
+def key_problem(rel: str, max_name_bytes: int | None = MAX_NAME_BYTES) -> str | None:
+    """Why the relative key (or path) ``rel`` must never become a local path or a key; None if safe.
+
+    An S3 key is any string: ``a/../b``, ``a//b``, ``/a``, ``a/`` and names with a newline are
+    all stored literally by Ceph RGW and moto. Turned into a path, ``..`` leaves the destination
+    folder; the others name a different file than the key, or none. ``max_name_bytes`` bounds
+    each segment (a POSIX name; None for an S3 destination).
+    """
+    if _UNSAFE_CHARS.search(rel):
+        return "a control character or undecodable bytes"
+    for part in rel.split("/"):
+        if part in ("", ".", ".."):
+            return "an empty, '.' or '..' path segment"
+        if max_name_bytes is not None and len(part.encode("utf-8", "surrogatepass")) > max_name_bytes:
+            return f"a name longer than {max_name_bytes} bytes"
+    return None
+
+
 class PathRouter:
     """Splits API paths into mounts, given the mount names currently configured."""
 
@@ -103,9 +124,11 @@ class PathRouter:
             return Location(path, "scratch", rest)
         if top.startswith(self.bucket_prefix):
             bucket = top[len(self.bucket_prefix) :]
-            if not _BUCKET_RE.match(bucket):
+            if not _BUCKET_RE.fullmatch(bucket):
                 raise HTTPError(404, f"No such bucket: {top}")
             if len(rest.encode("utf-8")) > MAX_KEY_BYTES:
                 raise HTTPError(400, f"Path is too long for an S3 key: {path}")
+            if _UNSAFE_CHARS.search(rest):
+                raise HTTPError(400, f"Invalid path (control character): {path!r}")
             return Location(path, "bucket", rest, bucket)
         return Location(path, "home", path)

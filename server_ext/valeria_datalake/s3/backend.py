@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -27,30 +28,62 @@ from .models import (
 )
 from .threaded import ThreadedS3
 
+T = TypeVar("T")
+
 #: largest object CopyObject can copy in one request; bigger ones need a multipart copy
 MAX_SINGLE_COPY = 5 * 1024**3
 
 
 class ListingCache:
-    """Folder listings kept ``ttl`` seconds, dropped for a whole bucket on any write through us."""
+    """Folder listings kept ``ttl`` seconds, dropped for a whole bucket on any write through us.
+
+    Expired entries are dropped, not only ignored: each :meth:`put` sweeps them once a ``ttl`` has
+    passed since the last sweep, so a long-lived server browsing many folders does not keep every
+    listing it ever made.
+    """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: dict[tuple[str, str], tuple[float, Listing]] = {}
+        self._swept = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, bucket: str, prefix: str) -> Listing | None:
         hit = self._entries.get((bucket, prefix))
-        if hit is None or time.monotonic() - hit[0] > self.ttl:
+        if hit is None:
+            return None
+        if time.monotonic() - hit[0] > self.ttl:
+            del self._entries[(bucket, prefix)]
             return None
         return hit[1]
 
     def put(self, bucket: str, prefix: str, listing: Listing) -> None:
-        if self.ttl > 0:
-            self._entries[(bucket, prefix)] = (time.monotonic(), listing)
+        if self.ttl <= 0:
+            return
+        now = time.monotonic()
+        if now - self._swept > self.ttl:
+            self._swept = now
+            for k in [k for k, (t, _) in self._entries.items() if now - t > self.ttl]:
+                del self._entries[k]
+        self._entries[(bucket, prefix)] = (now, listing)
 
     def invalidate(self, bucket: str) -> None:
         for k in [k for k in self._entries if k[0] == bucket]:
             del self._entries[k]
+
+
+class ContentTooLarge(Exception):
+    """An object too big to be sent inline in a contents model (``S3Bucket.read``'s ``limit``)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+#: (bucket, key) of hidden hostile keys already logged: each is logged once per process
+_LOGGED_HIDDEN: set[tuple[str, str]] = set()
 
 
 class S3Bucket:
@@ -89,6 +122,7 @@ class S3Bucket:
                 return hit
         if self.threaded is not None:
             listing = await self.threaded.list_folder(self.bucket, prefix)
+            self._log_hidden(listing)
             self.cache.put(self.bucket, prefix, listing)
             return listing
         pages = []
@@ -103,11 +137,20 @@ class S3Bucket:
             if not page.get("IsTruncated") or not token:
                 break
         listing = listing_from_pages(prefix, pages)
+        self._log_hidden(listing)
         self.cache.put(self.bucket, prefix, listing)
         return listing
 
-    async def folder_exists(self, prefix: str) -> bool:
-        hit = self.cache.get(self.bucket, prefix)
+    def _log_hidden(self, listing: Listing) -> None:
+        for key in listing.hidden:
+            if (self.bucket, key) not in _LOGGED_HIDDEN:
+                _LOGGED_HIDDEN.add((self.bucket, key))
+                self.log.warning("Not listing s3://%s/%r: no safe path can name it", self.bucket, key)
+
+    async def folder_exists(self, prefix: str, use_cache: bool = True) -> bool:
+        """Whether some object is at or below ``prefix``; ``use_cache=False`` before any write
+        that must not land in an existing folder (a listing up to ``ttl`` old may predate it)."""
+        hit = self.cache.get(self.bucket, prefix) if use_cache else None
         if hit is not None:
             return hit.exists
         page = await self.call("list_objects_v2", Prefix=prefix, MaxKeys=1)
@@ -134,10 +177,14 @@ class S3Bucket:
     async def head(self, key: str) -> ObjectEntry:
         return entry_from_head(key, await self.call("head_object", Key=key))
 
-    async def read(self, key: str) -> tuple[bytes, ObjectEntry]:
+    async def read(self, key: str, limit: int | None = None) -> tuple[bytes, ObjectEntry]:
+        """The whole object; :class:`ContentTooLarge` (before reading the body) above ``limit`` bytes."""
         resp = await self.call("get_object", Key=key)
         body = resp["Body"]
         try:
+            size = int(resp.get("ContentLength") or 0)
+            if limit is not None and size > limit:
+                raise ContentTooLarge(size)
             data = await body.read()
         finally:
             body.close()
@@ -194,19 +241,23 @@ class S3Bucket:
             self.invalidate()
 
 
-async def gather_bounded(coros: list, limit: int) -> list:
-    """Run ``coros`` with at most ``limit`` at once; the first failure cancels the rest and is raised."""
-    sem = asyncio.Semaphore(limit)
+async def run_bounded(items: Iterable[T], work: Callable[[T], Awaitable[Any]], limit: int) -> None:
+    """``await work(item)`` for every item, at most ``limit`` at once; the first failure cancels the rest.
 
-    async def run(c):
-        async with sem:
-            return await c
+    ``limit`` worker tasks take items from one shared iterator, so a 100,000-object folder makes
+    ``limit`` tasks, not 100,000 (nor 100,000 coroutines held up front).
+    """
+    it = iter(items)
 
-    tasks = [asyncio.ensure_future(run(c)) for c in coros]
+    async def worker() -> None:
+        for item in it:
+            await work(item)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, limit))]
     try:
-        return await asyncio.gather(*tasks)
+        await asyncio.gather(*workers)
     except BaseException:
-        for t in tasks:
+        for t in workers:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from .backend import S3Bucket, gather_bounded
+from .backend import S3Bucket, run_bounded
 from .models import CHECKPOINT_PREFIX
 
 CHECKPOINT_ID = "checkpoint"
@@ -71,11 +71,9 @@ class S3Checkpoints:
         if not entries:
             return
         old_ck, new_ck = checkpoint_key(old), checkpoint_key(new)
-        await gather_bounded(
-            [
-                self.bucket.copy_in(self.bucket.bucket, e.key, new_ck + e.key[len(old_ck) :], e.size)
-                for e in entries
-            ],
+        await run_bounded(
+            entries,
+            lambda e: self.bucket.copy_in(self.bucket.bucket, e.key, new_ck + e.key[len(old_ck) :], e.size),
             limit,
         )
         await self.bucket.delete_keys([e.key for e in entries])

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..paths import key_problem
+
 #: our own empty-folder marker
 FOLDER_MARKER = ".valeria_keep"
 #: every marker convention in the wild (s3contents, jupyter-fs/s3fs, generic), never listed
@@ -38,6 +40,9 @@ class Listing:
     folders: list[str] = field(default_factory=list)
     #: some object exists at or below the prefix (a marker counts): the folder exists
     exists: bool = False
+    #: keys and prefixes left out because no API path can name them (``..``, ``//``, control
+    #: characters, names too long for a path segment): see ``paths.key_problem``
+    hidden: list[str] = field(default_factory=list)
 
 
 def is_marker(key: str) -> bool:
@@ -93,12 +98,19 @@ def listing_from_pages(prefix: str, pages: list[dict[str, Any]]) -> Listing:
             key = item["Key"]
             if key == prefix or is_internal(key):
                 continue
+            if key_problem(key[len(prefix) :]):
+                listing.hidden.append(key)
+                continue
             listing.files.append(entry_from_listing(item))
         for cp in page.get("CommonPrefixes", ()) or ():
             listing.exists = True
-            name = cp["Prefix"][len(prefix) :].rstrip("/")
-            if name and f"{prefix}{name}/" != CHECKPOINT_PREFIX:
-                folders.add(name)
+            name = cp["Prefix"][len(prefix) : -1]  # a common prefix ends with the delimiter
+            if f"{prefix}{name}/" == CHECKPOINT_PREFIX:
+                continue
+            if key_problem(name):
+                listing.hidden.append(cp["Prefix"])
+                continue
+            folders.add(name)
     # an object and a folder of the same name: the folder wins (its content must stay reachable)
     listing.files = [f for f in listing.files if f.name not in folders]
     listing.folders = sorted(folders)

@@ -10,7 +10,9 @@ path arrives, and after ``idle_timeout`` seconds without a chunk. A file that ne
 is written with one PutObject at chunk -1. Memory held per upload is about one part.
 
 One instance serves one notebook server, which belongs to one user: uploads are keyed by
-(bucket, key). All S3 calls go through s3fs's async API; nothing blocks the event loop.
+(bucket, key), and the chunks for one (bucket, key) are handled one at a time (a per-path lock):
+chunk 1 of a new upload waits until the previous upload's chunk in flight is done, so the
+multipart upload it may be creating is known, and aborted, instead of orphaned. All S3 calls go through s3fs's async API; nothing blocks the event loop.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class MultipartUploads:
         self.idle_timeout = idle_timeout
         self.log = log or logging.getLogger(__name__)
         self._uploads: dict[tuple[str, str], _Upload] = {}
+        #: one lock per (bucket, key) with chunks in flight, and how many requests hold or await it
+        self._path_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._reaper: asyncio.Task | None = None
 
     # -- public API ---------------------------------------------------------------------------
@@ -96,12 +100,35 @@ class MultipartUploads:
         if not isinstance(chunk, int) or isinstance(chunk, bool) or (chunk < 1 and chunk != -1):
             await self.abort(bucket, key)
             raise UploadError(400, f"Invalid chunk number {chunk!r}: expected 1, 2, ... then -1")
+        async with self._path_lock(bucket, key):
+            return await self._add_chunk(bucket, key, chunk, data)
+
+    @contextlib.asynccontextmanager
+    async def _path_lock(self, bucket: str, key: str):
+        """Serialize the requests for one (bucket, key); the lock is forgotten when unused."""
+        ident = (bucket, key)
+        lock, users = self._path_locks.get(ident, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._path_locks[ident] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._path_locks[ident]
+            if users <= 1:
+                del self._path_locks[ident]
+            else:
+                self._path_locks[ident] = (lock, users - 1)
+
+    async def _add_chunk(self, bucket: str, key: str, chunk: int, data: bytes) -> bool:
         ident = (bucket, key)
         if chunk == 1:
             previous = self._uploads.pop(ident, None)
             if previous is not None:
                 self.log.info("New upload to %s/%s: aborting the unfinished one", bucket, key)
-                await self._abort_upload(previous)
+                async with previous.lock:  # free: the reaper may hold it, never a chunk (path lock)
+                    await self._abort_upload(previous)
             upload = self._uploads[ident] = _Upload(bucket, key)
         else:
             upload = self._uploads.get(ident)
