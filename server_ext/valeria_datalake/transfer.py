@@ -326,6 +326,7 @@ class S3Side:
             await self.write(_join(d, FOLDER_MARKER), b"")
 
     async def verify(self, tree: Tree) -> None:
+        self.bucket.invalidate()  # once for the whole batch of copies (``copy_file``)
         if tree.kind == "file":
             sizes = {"": (await self.bucket.head(self.inner)).size}
         else:
@@ -389,7 +390,7 @@ async def copy_file(src: Side, dst: Side, rel: str, size: int, inline_limit: int
     """
     if isinstance(src, S3Side) and isinstance(dst, S3Side):
         dst.written.append(dst.key(rel))
-        await dst.bucket.copy_in(src.bucket.bucket, src.key(rel), dst.key(rel), size)
+        await dst.bucket.copy_in(src.bucket.bucket, src.key(rel), dst.key(rel), size, invalidate=False)
     elif isinstance(src, PosixSide) and isinstance(dst, S3Side):
         if size <= inline_limit:
             data = await asyncio.to_thread(_read, src.path(rel))

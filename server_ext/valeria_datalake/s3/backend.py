@@ -209,15 +209,22 @@ class S3Bucket:
         """An empty folder is our marker object (S3 has no directories)."""
         await self.write(f"{prefix}{FOLDER_MARKER}", b"")
 
-    async def copy_in(self, src_bucket: str, src_key: str, dst_key: str, size: int | None = None) -> None:
-        """Server-side copy into this bucket (multipart copy above 5 GiB, through s3fs)."""
+    async def copy_in(
+        self, src_bucket: str, src_key: str, dst_key: str, size: int | None = None, invalidate: bool = True
+    ) -> None:
+        """Server-side copy into this bucket (multipart copy above 5 GiB, through s3fs).
+
+        ``invalidate=False`` leaves the cached listings alone: a batch of copies (a folder
+        transfer) invalidates once when it is done instead of once per object.
+        """
         try:
             if size is not None and size < MAX_SINGLE_COPY:
                 await self.call("copy_object", Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key})
             else:
                 await self.fs._copy(f"{src_bucket}/{src_key}", f"{self.bucket}/{dst_key}")
         finally:
-            self.invalidate(dst_key)
+            if invalidate:
+                self.invalidate(dst_key)
 
     async def delete_keys(self, keys: list[str]) -> None:
         """Delete ``keys`` in batches of 1,000; any per-key error fails the whole call."""

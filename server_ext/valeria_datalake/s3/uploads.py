@@ -12,7 +12,8 @@ is written with one PutObject at chunk -1. Memory held per upload is about one p
 One instance serves one notebook server, which belongs to one user: uploads are keyed by
 (bucket, key), and the chunks for one (bucket, key) are handled one at a time (a per-path lock):
 chunk 1 of a new upload waits until the previous upload's chunk in flight is done, so the
-multipart upload it may be creating is known, and aborted, instead of orphaned. All S3 calls go through s3fs's async API; nothing blocks the event loop.
+multipart upload it may be creating is known, and aborted, instead of orphaned.
+All S3 calls go through s3fs's async API; nothing blocks the event loop.
 """
 
 from __future__ import annotations
