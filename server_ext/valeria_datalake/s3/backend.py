@@ -82,8 +82,10 @@ class ContentTooLarge(Exception):
         self.size = size
 
 
-#: (bucket, key) of hidden hostile keys already logged: each is logged once per process
+#: (bucket, key) of hidden hostile keys already logged: each is logged once per process (at most
+#: this many remembered: a bucket full of them logs again rather than growing the set forever)
 _LOGGED_HIDDEN: set[tuple[str, str]] = set()
+_LOGGED_HIDDEN_MAX = 10_000
 
 
 class S3Bucket:
@@ -144,6 +146,8 @@ class S3Bucket:
     def _log_hidden(self, listing: Listing) -> None:
         for key in listing.hidden:
             if (self.bucket, key) not in _LOGGED_HIDDEN:
+                if len(_LOGGED_HIDDEN) >= _LOGGED_HIDDEN_MAX:
+                    _LOGGED_HIDDEN.clear()
                 _LOGGED_HIDDEN.add((self.bucket, key))
                 self.log.warning("Not listing s3://%s/%r: no safe path can name it", self.bucket, key)
 
