@@ -125,7 +125,7 @@ async def test_a_failed_copy_removes_only_what_it_wrote(api, moto_world):
         f"{u}/dst/f-000.txt",
         lambda: client.put_object(Bucket=OWN_BUCKET, Key=theirs, Body=b"mine"),
     )
-    moto_world.site.counter.inject_fault("CopyObject", 403, key_contains=f"{u}/dst/f-1", times=100)
+    moto_world.site.counter.inject_fault("CopyObject", 403, key_contains=f"{u}/dst/f-19", times=100)
     try:
         code, body = await api("PATCH", f"{OWN}/{u}/src", {"path": f"{OWN}/{u}/dst"})
     finally:
