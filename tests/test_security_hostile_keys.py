@@ -177,3 +177,14 @@ def test_bucket_names_are_matched_whole():
             router.locate(bad)
         assert getattr(info.value, "status_code", 0) in (400, 404), bad
     assert router.locate("datalake_alice-data/x").bucket == "alice-data"
+
+
+def test_validation_regexes_match_whole_strings():
+    """``$`` also matches before a trailing newline: every pattern under server_ext is used whole."""
+    import re
+
+    top = Path(__file__).resolve().parents[1] / "server_ext"
+    for source in top.rglob("*.py"):
+        text = source.read_text()
+        assert not re.search(r"""re\.compile\(r?["'][^"']*\$["']""", text), source
+        assert not re.search(r"_RE\.(match|search)\(", text), source
