@@ -31,11 +31,14 @@ from .s3.client import S3Settings, close_s3_filesystem, make_s3_filesystem
 from .s3.errors import to_http_error
 from .s3.models import (
     EPOCH,
+    TRUNCATION_NOTE,
     ObjectEntry,
     directory_model,
     file_model,
     guess_type,
     listing_models,
+    truncation_message,
+    truncation_note_model,
 )
 from .s3.threaded import ThreadedS3
 from .transfer import PosixSide, S3Side, SourceNotRemoved, transfer
@@ -137,6 +140,20 @@ class DatalakeContentsManager(AsyncContentsManager):
         config=True,
         help="Seconds a bucket folder listing is reused (absorbs JupyterLab's 10 s poll); "
         "any write through this server drops the bucket's cached listings at once.",
+    )
+    listing_limit = Int(
+        10_000,
+        config=True,
+        help="Most entries a bucket folder listing shows, fetched in ceil(limit/1000) requests; a "
+        "folder holding more is listed up to the limit and says so (the directory model's 'message' "
+        f"and a read-only pseudo-file '{TRUNCATION_NOTE}'). Keeps a folder of millions of objects "
+        "from stalling the server and the browser; 0 lists everything.",
+    )
+    listing_limit_note = Bool(
+        True,
+        config=True,
+        help="Add the pseudo-file that says a bucket folder listing was cut at listing_limit "
+        "(JupyterLab's file browser shows entries, not the directory model's message).",
     )
     transfer_concurrency = Int(8, config=True, help="Objects copied at once in folder moves and copies.")
     transfer_inline_limit = Int(
@@ -306,7 +323,10 @@ class DatalakeContentsManager(AsyncContentsManager):
             folder = self.router.bucket_folder(loc.bucket)
             raise HTTPError(404, f"No such bucket, or no access to it: {folder}")
         fs = await self._filesystem()
-        return S3Bucket(fs, loc.bucket, self.listings, self.log, threaded=self._threaded_s3()), info
+        limit = self.listing_limit if self.listing_limit > 0 else None
+        return S3Bucket(
+            fs, loc.bucket, self.listings, self.log, threaded=self._threaded_s3(), listing_limit=limit
+        ), info
 
     def _bucket_time(self, info: BucketInfo) -> datetime:
         """The date shown for a bucket's folders: its ``CreationDate`` from ListBuckets when known.
@@ -448,10 +468,15 @@ class DatalakeContentsManager(AsyncContentsManager):
             type = guess_type(loc.name)
         if type == "notebook" and format not in (None, "json"):
             raise HTTPError(400, f"Notebooks are read as json: {loc.api_path}")
-        if content:  # one GetObject: body, size, time and ETag together
-            data, entry = await bucket.read(loc.inner)
-        else:
-            data, entry = None, await bucket.head(loc.inner)
+        try:
+            if content:  # one GetObject: body, size, time and ETag together
+                data, entry = await bucket.read(loc.inner)
+            else:
+                data, entry = None, await bucket.head(loc.inner)
+        except FileNotFoundError:
+            if loc.name != TRUNCATION_NOTE or not self.listing_limit_note:
+                raise
+            return self._truncation_note(loc, info, content)
         model = file_model(loc.api_path, entry, info.writable, type)
         if require_hash:
             model["hash"], model["hash_algorithm"] = entry.etag, "etag"
@@ -482,6 +507,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         model["mimetype"] = model["mimetype"] or "application/octet-stream"
         return model
 
+    def _truncation_note(self, loc: Location, info: BucketInfo, content: bool) -> dict[str, Any]:
+        """The pseudo-file of a truncated listing, as JupyterLab opens it (it is no S3 object)."""
+        api_dir, _, _ = loc.api_path.rpartition("/")
+        folder = loc.inner.rpartition("/")[0]
+        text = truncation_message(loc.bucket, f"{folder}/" if folder else "", self.listing_limit)
+        return truncation_note_model(api_dir, text, self._bucket_time(info), content)
+
     async def _dir_model(self, loc, info, listing) -> dict[str, Any]:
         model = directory_model(loc.api_path, info.writable, self._bucket_time(info))
         if loc.is_mount_root:
@@ -494,6 +526,12 @@ class DatalakeContentsManager(AsyncContentsManager):
             else:
                 model["content"] = listing_models(*args)
             model["format"] = "json"
+            if listing.truncated:
+                prefix = f"{loc.inner}/" if loc.inner else ""
+                model["message"] = truncation_message(loc.bucket, prefix, self.listing_limit)
+                if self.listing_limit_note:
+                    note = self._truncation_note(loc.child(TRUNCATION_NOTE), info, False)
+                    model["content"].append(note)
         return model
 
     async def _s3_dir(self, loc, bucket, info, content):
