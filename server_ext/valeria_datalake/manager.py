@@ -625,7 +625,8 @@ class DatalakeContentsManager(AsyncContentsManager):
             return saved
         data = await self._decode_off_loop(model, loc.api_path)
         entry = await bucket.write(loc.inner, data, None)
-        return file_model(loc.api_path, entry, info.writable, "file")
+        # the type as the next get sees it (a file saved as "x.ipynb" is a notebook), as in home
+        return file_model(loc.api_path, entry, info.writable, guess_type(loc.name))
 
     async def _s3_save_chunk(self, loc, bucket, info, model):
         chunk = model["chunk"]
@@ -656,11 +657,12 @@ class DatalakeContentsManager(AsyncContentsManager):
         now = datetime.now(timezone.utc)
         if done:
             size = self._chunked_sizes.pop(ident, None)
-            model = file_model(loc.api_path, ObjectEntry(loc.inner, size or 0, now), info.writable, "file")
+            entry = ObjectEntry(loc.inner, size or 0, now)
+            model = file_model(loc.api_path, entry, info.writable, guess_type(loc.name))
             model["size"] = size
             return model
         model = file_model(loc.api_path, ObjectEntry(loc.inner, 0, now), info.writable, "file")
-        model["size"] = None
+        model["size"] = self._chunked_sizes.get(ident)  # the bytes received so far, as in home
         return model
 
     # -- delete / rename / copy ------------------------------------------------------------------
@@ -865,7 +867,8 @@ class DatalakeContentsManager(AsyncContentsManager):
 
 
 def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    """Base64 exactly as jupyter-server's file manager writes it (lines of 76 characters)."""
+    return base64.encodebytes(data).decode("ascii")
 
 
 def type_name(e: BaseException) -> str:
