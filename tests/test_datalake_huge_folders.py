@@ -44,7 +44,9 @@ async def test_a_folder_beyond_the_limit_lists_the_limit_and_says_so(api, moto_w
     assert f"s3://{big_bucket}/many/" in m["message"]
 
     note = next(e for e in m["content"] if e["name"] == TRUNCATION_NOTE)
-    assert note["type"] == "file" and note["writable"] is False and note["path"] == f"{folder}/{TRUNCATION_NOTE}"
+    assert (
+        note["type"] == "file" and note["writable"] is False and note["path"] == f"{folder}/{TRUNCATION_NOTE}"
+    )
     # JupyterLab opens the pseudo-file like any file: it reads the same sentence, and no S3 object
     code, opened = await api("GET", note["path"], type="file", content=1)
     assert code == 200 and opened["content"] == m["message"] and opened["size"] == note["size"]
@@ -69,7 +71,9 @@ async def test_a_folder_of_exactly_the_limit_is_complete(api, moto_world, big_bu
 
 
 @pytest.mark.parametrize(
-    "jp_server_config", [{"listing_limit": 1000, "listing_limit_note": False, "s3_list_threads": 0}], indirect=True
+    "jp_server_config",
+    [{"listing_limit": 1000, "listing_limit_note": False, "s3_list_threads": 0}],
+    indirect=True,
 )
 @on_server_loop
 async def test_limit_on_the_event_loop_path_and_without_the_pseudo_file(api, moto_world, big_bucket):

@@ -200,8 +200,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         super().__init__(**kwargs)
         scratch = self.scratch_dir and os.path.isdir(self.scratch_dir)
         self.router = PathRouter(self.bucket_prefix, bool(scratch))
-        self.home = PosixRoot(parent=self, log=self.log, root_dir=self.root_dir)
-        self.scratch = PosixRoot(parent=self, log=self.log, root_dir=self.scratch_dir) if scratch else None
+        # one notary for every mount: a notebook trusted in home stays trusted once copied to a bucket
+        # (with an in-memory signature store, each manager would otherwise have its own)
+        posix = {"parent": self, "log": self.log, "notary": self.notary}
+        self.home = PosixRoot(root_dir=self.root_dir, **posix)
+        self.scratch = PosixRoot(root_dir=self.scratch_dir, **posix) if scratch else None
         self.listings = ListingCache(self.listing_cache_ttl)
         self.discovery = BucketDiscovery(
             self._filesystem, self.shared_buckets, self.bucket_cache_ttl, log=self.log
