@@ -68,6 +68,10 @@ RULES = {
     "jupyter-server appends it to whatever is there: an upload whose first chunks were lost (expired, "
     "server restarted) would be stored as its last chunk only. JupyterLab never sends -1 alone (a "
     "file of one chunk is a plain save), so uploads here always have two chunks or more [upload_chunked].",
+    "folder-copy-checkpoints": "jupyter-server copies a folder with shutil.copytree, hidden "
+    "'.ipynb_checkpoints' included, so the copies inherit their originals' checkpoints; ours copies "
+    "the files only, as jupyter-server's own copy of a single file does. After a folder copy the "
+    "oracle's copied checkpoints are deleted [copy].",
     "error-text": "4xx messages name the path as each server sees it: only the status class (2xx, "
     "4xx) is compared, never the message [agree].",
 }
@@ -89,6 +93,8 @@ NAMES = [
     "données",
     "nb.ipynb",
     "L" * 200 + ".txt",
+    "M" * 300 + ".txt",
+    ".hidden.txt",
     "x",
 ]
 TEXTS = ["", "hello\n", "accentué ✓\n", "a,b\n1,2\n" * 5]
@@ -248,14 +254,38 @@ class BucketVsPosix(RuleBasedStateMachine):
                 code, _ = self._call(side, "PUT", r, {"type": "directory"})
                 assert code == 201, (side, r, code)
         self.log.clear()
+        # the same small tree on both sides, so that the first steps already move real things
+        text = {"type": "file", "format": "text", "content": "seed\n"}
+        for where, body in [
+            ((0, "data"), {"type": "directory"}),
+            ((0, "data/part=1.csv"), text),
+            ((0, "data/empty"), {"type": "directory"}),
+            ((0, "nb.ipynb"), {"type": "notebook", "content": NOTEBOOK}),
+            ((1, "local.txt"), text),
+            ((1, "folder"), {"type": "directory"}),
+        ]:
+            self.both("seed", "PUT", where, body)
+        self.trees_agree()
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _call(self, side: str, method: str, api_path: str, body: Any = None, suffix: str = "", **params):
+    def _request(self, side: str, method: str, api_path: str, body: Any, suffix: str, params: dict):
         url_path = f"api/contents/{api_path}{suffix}"
         if side == "ours":
-            return self.loop.run_until_complete(self.ours(method, url_path, body, params))
-        return self.loop.run_until_complete(self.oracle.fetch(method, url_path, body, params))
+            return self.ours(method, url_path, body, params)
+        return self.oracle.fetch(method, url_path, body, params)
+
+    def _call(self, side: str, method: str, api_path: str, body: Any = None, suffix: str = "", **params):
+        return self.loop.run_until_complete(self._request(side, method, api_path, body, suffix, params))
+
+    def _pair(self, method: str, where, body=None, suffix: str = "", **params) -> dict[str, Any]:
+        """The same request to both servers at once (they share nothing); {side: (code, json)}."""
+        sides = ("ours", "oracle")
+        requests = [
+            self._request(s, method, self.path(s, where), body(s) if callable(body) else body, suffix, params)
+            for s in sides
+        ]
+        return dict(zip(sides, self.loop.run_until_complete(asyncio.gather(*requests)), strict=True))
 
     def path(self, side: str, where: tuple[int, str]) -> str:
         root = self.roots[side][where[0]]
@@ -264,13 +294,11 @@ class BucketVsPosix(RuleBasedStateMachine):
     def both(self, op: str, method: str, where, body=None, suffix: str = "", rule=None, **params):
         """Send one operation to both sides (``body`` may be a function of the side) and compare,
         unless ``rule(results)`` says this is one of the RULES (the caller then applies it)."""
-        results = {}
-        for side in ("ours", "oracle"):
-            b = body(side) if callable(body) else body
-            results[side] = self._call(side, method, self.path(side, where), b, suffix, **params)
+        results = self._pair(method, where, body, suffix, **params)
         shown = body("oracle") if callable(body) else ""
         self.log.append(
-            f"{op} {method} {where} {shown or ''}{params or ''} -> {results['ours'][0]}/{results['oracle'][0]}"
+            f"{op} {method} {where} {shown or ''}{params or ''} "
+            f"-> {results['ours'][0]}/{results['oracle'][0]}"
         )
         if rule is None or not rule(results):
             self.agree(op, where, results)
@@ -363,6 +391,9 @@ class BucketVsPosix(RuleBasedStateMachine):
         res = self.both(
             "copy", "POST", parent, lambda side: {"copy_from": self.path(side, src)}, rule=_copied_unparsed
         )
+        (code, model) = res["oracle"]
+        if code == 201 and model["type"] == "directory":  # RULES: folder-copy-checkpoints
+            self._drop_oracle_checkpoints(model["path"])
         if _copied_unparsed(res):  # RULES: copy-bytes; the oracle gets the same bytes by a save
             name = res["ours"][1]["name"]
             dst = (parent[0], f"{parent[1]}/{name}" if parent[1] else name)
@@ -370,6 +401,14 @@ class BucketVsPosix(RuleBasedStateMachine):
             body = {"type": "file", "format": "base64", "content": raw["content"]}
             code, _ = self._call("oracle", "PUT", self.path("oracle", dst), body)
             assert code == 201, code
+
+    def _drop_oracle_checkpoints(self, api_dir: str) -> None:
+        _, listing = self._call("oracle", "GET", api_dir, content=1)
+        for entry in listing["content"]:
+            if entry["type"] == "directory":
+                self._drop_oracle_checkpoints(entry["path"])
+            else:
+                self._call("oracle", "DELETE", entry["path"], suffix="/checkpoints/checkpoint")
 
     @rule(data=st.data())
     def delete(self, data):
@@ -417,7 +456,7 @@ class BucketVsPosix(RuleBasedStateMachine):
     def _walk(self, index: int, rel: str, dirs: list, files: list) -> None:
         where = (index, rel)
         dirs.append(where)
-        res = {s: self._call(s, "GET", self.path(s, where), content=1) for s in ("ours", "oracle")}
+        res = self._pair("GET", where, content=1)
         self.agree("listing", where, res)
         listing = res["oracle"][1]
         for entry in listing["content"]:
@@ -426,10 +465,12 @@ class BucketVsPosix(RuleBasedStateMachine):
                 self._walk(index, child[1], dirs, files)
             else:
                 files.append(child)
-                got = {s: self._call(s, "GET", self.path(s, child), content=1) for s in ("ours", "oracle")}
+                got = self._pair("GET", child, content=1)
                 self.agree("read", child, got)
 
     def teardown(self):
+        if os.environ.get("DIFFERENTIAL_VERBOSE"):
+            print("\n".join(self.log))
         for side, roots in self.roots.items():
             for r in roots:
                 self._call(side, "DELETE", r)

@@ -469,8 +469,7 @@ class DatalakeContentsManager(AsyncContentsManager):
             if listing.exists:
                 return await self._dir_model(loc, info, listing if content else None)
             type = guess_type(loc.name)
-        if type == "notebook" and format not in (None, "json"):
-            raise HTTPError(400, f"Notebooks are read as json: {loc.api_path}")
+        # a notebook is read as json whatever format is asked (jupyter-server ignores it too)
         try:
             if content:  # one GetObject: body, size, time and ETag together
                 data, entry = await bucket.read(loc.inner)
@@ -622,6 +621,10 @@ class DatalakeContentsManager(AsyncContentsManager):
             except Exception as e:
                 raise HTTPError(400, f"Unreadable notebook content: {loc.api_path} {type_name(e)}") from None
             entry = await bucket.write(loc.inner, data, "application/x-ipynb+json")
+            # jupyter-server's rule: one checkpoint always exists for a notebook once saved
+            checkpoints = S3Checkpoints(bucket)
+            if not await checkpoints.list(loc.inner):
+                await checkpoints.create(loc.inner)
             saved = file_model(loc.api_path, entry, info.writable, "notebook")
             if parsed.message:
                 saved["message"] = parsed.message
@@ -664,7 +667,7 @@ class DatalakeContentsManager(AsyncContentsManager):
             model = file_model(loc.api_path, entry, info.writable, guess_type(loc.name))
             model["size"] = size
             return model
-        model = file_model(loc.api_path, ObjectEntry(loc.inner, 0, now), info.writable, "file")
+        model = file_model(loc.api_path, ObjectEntry(loc.inner, 0, now), info.writable, guess_type(loc.name))
         model["size"] = self._chunked_sizes.get(ident)  # the bytes received so far, as in home
         return model
 
