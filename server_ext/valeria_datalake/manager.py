@@ -604,12 +604,22 @@ class DatalakeContentsManager(AsyncContentsManager):
             return await asyncio.to_thread(self._decode, model, path)
         return self._decode(model, path)
 
+    @staticmethod
+    async def _refuse_file_over_folder(loc: Location, bucket: S3Bucket) -> None:
+        """A file saved under a folder's name would be hidden by the folder in every listing
+        (home cannot even write it): 400. One ListObjectsV2 of one key, or none when cached."""
+        if await bucket.folder_exists(f"{loc.inner}/"):
+            raise HTTPError(400, f"A folder of that name exists: {loc.api_path}")
+
     async def _s3_save(self, loc, bucket, info, model):
         self.run_pre_save_hooks(model=model, path=loc.api_path)
         kind = model["type"]
         if kind == "directory":
+            if await _object_exists(bucket, loc.inner):  # home refuses a folder over a file too
+                raise HTTPError(400, f"A file of that name exists: {loc.api_path}")
             await bucket.make_folder(f"{loc.inner}/")
             return await self._dir_model(loc, info, None)
+        await self._refuse_file_over_folder(loc, bucket)
         if kind == "notebook":
             if "content" not in model or not isinstance(model["content"], dict):
                 raise HTTPError(400, f"No notebook content provided: {loc.api_path}")
@@ -642,6 +652,7 @@ class DatalakeContentsManager(AsyncContentsManager):
             raise HTTPError(400, f'File type "{model["type"]}" is not supported for large file transfer')
         data = await self._decode_off_loop(model, loc.api_path)
         if chunk == 1:
+            await self._refuse_file_over_folder(loc, bucket)
             self.run_pre_save_hooks(model=model, path=loc.api_path)
         uploads = await self.uploads()
         ident = (loc.bucket, loc.inner)
@@ -870,6 +881,14 @@ class DatalakeContentsManager(AsyncContentsManager):
             folder = await self.scratch.get_kernel_path(loc.inner)
             return os.path.relpath(self.scratch.os_path(folder), os.path.abspath(self.root_dir))
         return self.bucket_kernel_dir
+
+
+async def _object_exists(bucket: S3Bucket, key: str) -> bool:
+    try:
+        await bucket.head(key)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _b64encode(data: bytes) -> str:
