@@ -23,7 +23,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import BUCKET, WORK, Server, Watch, s3_client
+from run import WORK, Server, Watch, s3_client
 from valeria_platform.moto_s3 import MotoS3
 
 MiB = 1024 * 1024
@@ -56,12 +56,26 @@ def inject_keys(bucket_name: str, prefix: str, count: int) -> float:
     return time.perf_counter() - t0
 
 
-def list_folder(server: Server, moto: MotoS3, folder: str) -> dict:
+class PatientServer(Server):
+    """Our server, waiting for moto: one ListObjectsV2 page of a million-key bucket takes moto
+    longer than the default 30 s read timeout (it scans and sorts the whole bucket per page)."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__("ours", endpoint)
+        self.dir = WORK / "ours-huge-folder"  # not run.py's folder: both may run at once
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg["DatalakeContentsManager"] = {"s3_read_timeout": 900.0}
+        return cfg
+
+
+def list_folder(server: Server, moto: MotoS3, api_path: str) -> dict:
     server.api("GET", "")  # discovery outside the measurement, as JupyterLab's first call
     moto.reset()
     with Watch(server) as watch:
         t0 = time.perf_counter()
-        resp = server.api("GET", server.path(folder), content=1, timeout=1800)
+        resp = server.api("GET", api_path, content=1, timeout=1800)
         wall = time.perf_counter() - t0
     model = resp.json() if resp.status_code == 200 else {}
     ops = moto.stats()["ops"]
@@ -87,16 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with MotoS3() as moto:
         client = s3_client(moto.endpoint)
-        client.create_bucket(Bucket=BUCKET)
         injected = {}
-        for n in sizes:
-            injected[n] = inject_keys(BUCKET, f"huge-{n}/", n)
+        for n in sizes:  # one bucket per size: moto scans a whole bucket for every page
+            client.create_bucket(Bucket=f"huge-{n}")
+            injected[n] = inject_keys(f"huge-{n}", "folder/", n)
             print(f"injected {n:,} keys in {injected[n]:.1f} s", flush=True)
-        server = Server("ours", moto.endpoint)
+        server = PatientServer(moto.endpoint)
         try:
             server.start()
             for n in sizes:
-                r = list_folder(server, moto, f"huge-{n}")
+                r = list_folder(server, moto, f"datalake_huge-{n}/folder")
                 rows.append((n, r))
                 print(
                     f"  {n:>9,} objects: HTTP {r['status']} {r['wall']:6.2f} s, {r['entries']:,} entries "
