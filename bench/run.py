@@ -773,9 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     for n in contenders:
         pk = ", ".join(f"{p} {version_of(n, p)}" for p in extra[n])
-        lines.append(
-            f"- **{n}**: jupyter-server {versions[n]}, {pk} (`{CONTENDERS[n]['venv'].relative_to(REPO)}`)"
-        )
+        lines.append(f"- **{n}**: jupyter-server {versions[n]}, {pk} (`{shown_path(CONTENDERS[n]['venv'])}`)")
     label = "quick" if args.quick else "full"
     suffix = "" if args.site == "moto" else "-ceph"
     md_path = WORK / f"RESULTS-quick{suffix}.md" if args.quick else BENCH / f"RESULTS{suffix}.md"
@@ -841,6 +839,14 @@ def start_site(kind: str):
         yield SITE
     finally:
         cluster.stop()
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (``VALERIA_BENCH_VENV`` may be outside)."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def ceph_version() -> str:
