@@ -780,7 +780,10 @@ def main(argv: list[str] | None = None) -> int:
     png_path = md_path.with_suffix(".png")
     text = table(results, skipped)
     print("\n" + text)
-    chart(results, png_path)
+    try:
+        chart(results, png_path)
+    except ImportError:  # matplotlib is optional: the table is the result
+        print("matplotlib not installed: no chart")
     # hand-written findings below the marker survive a re-run
     kept = ""
     if md_path.exists() and FINDINGS in md_path.read_text():
