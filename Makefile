@@ -70,6 +70,8 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/run.py --site ceph
+	$(PY) bench/huge_folder.py
 
 clean:
 	rm -rf $(STATE) test-artifacts build dist *.egg-info bench/work

@@ -9,13 +9,19 @@ process), the longest event-loop stall measured inside the server (``bench/stall
 from outside (the slowest answer of a trivial API call polled every 10 ms), and a correctness
 check of what landed (hashes).
 
-Usage: ``python bench/run.py [--quick] [--only ours,s3contents,jupyter-fs]``. Results go to
-``bench/RESULTS.md`` and ``bench/RESULTS.png`` (``--quick``: ``bench/work/RESULTS-quick.*``).
+With ``--site ceph`` the S3 server is instead the single-node Ceph RGW over HTTPS (the datalake's
+own server software, ``valeria_platform.ceph``), which counts nothing: its tables have no request
+or byte columns. Its table is kept in ``bench/RESULTS.md`` (section "On Ceph RGW") next to moto's.
+
+Usage: ``python bench/run.py [--quick] [--site moto|ceph] [--only ours,s3contents,jupyter-fs]``.
+Results go to ``bench/RESULTS.md`` and ``bench/RESULTS.png`` (``--site ceph``: also
+``bench/RESULTS-ceph.*``; ``--quick``: ``bench/work/RESULTS-quick*.*``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -51,10 +57,11 @@ TOKEN = "bench-token"
 CHUNK = MiB
 POLL_INTERVAL = 10.0
 FINDINGS = "<!-- findings: kept across runs -->"
+CEPH_BEGIN, CEPH_END = "<!-- ceph: written by --site ceph -->", "<!-- /ceph -->"
 MARKERS = (".s3keep", ".s3fskeep")  # s3contents hides folders without its own marker
 
 CONTENDERS = {
-    "ours": {"venv": REPO / ".venv", "pip": None},
+    "ours": {"venv": Path(os.environ.get("VALERIA_BENCH_VENV") or REPO / ".venv"), "pip": None},
     "s3contents": {"venv": WORK / "venv-s3contents", "pip": ["s3contents==0.11.2", "jupyter-server==2.21.*"]},
     "jupyter-fs": {"venv": WORK / "venv-jupyterfs", "pip": ["jupyter-fs[fs]==1.2.1", "s3fs"]},
 }
@@ -175,16 +182,46 @@ def make_notebook(size: int) -> dict:
     }
 
 
-def s3_client(endpoint: str):
+@dataclass
+class Site:
+    """The S3 server of a run: moto (counts requests) or Ceph RGW over HTTPS (counts nothing)."""
+
+    kind: str
+    endpoint: str
+    key_id: str = KEY_ID
+    secret: str = SECRET
+    ca_bundle: str = ""
+    counter: Any = None  # MotoS3 (reset/stats) or None
+
+    @property
+    def counts(self) -> bool:
+        return self.counter is not None
+
+    def reset(self) -> None:
+        if self.counter is not None:
+            self.counter.reset()
+
+    def stats(self) -> dict[str, Any]:
+        if self.counter is None:
+            return {"ops": {}, "bytes_in": 0, "bytes_out": 0}
+        return self.counter.stats()
+
+
+SITE = Site("moto", "")
+
+
+def s3_client(endpoint: str, site: Site | None = None):
     import boto3
     from botocore.config import Config
 
+    site = site or SITE
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
+        aws_access_key_id=site.key_id,
+        aws_secret_access_key=site.secret,
+        verify=site.ca_bundle or None,
         config=Config(
             s3={"addressing_style": "path"},
             max_pool_connections=32,
@@ -251,7 +288,7 @@ class Server:
             },
             "IdentityProvider": {"token": TOKEN},
         }
-        s3kw = {"key": KEY_ID, "secret": SECRET, "client_kwargs": {"endpoint_url": self.endpoint}}
+        s3kw = {"key": SITE.key_id, "secret": SITE.secret, "client_kwargs": {"endpoint_url": self.endpoint}}
         if self.name == "ours":
             cfg["ServerApp"]["jpserver_extensions"]["valeria_datalake"] = True
         elif self.name == "s3contents":
@@ -259,8 +296,8 @@ class Server:
             cfg["S3ContentsManager"] = {
                 "bucket": BUCKET,
                 "endpoint_url": self.endpoint,
-                "access_key_id": KEY_ID,
-                "secret_access_key": SECRET,
+                "access_key_id": SITE.key_id,
+                "secret_access_key": SITE.secret,
             }
         else:
             url = f"s3://{BUCKET}"
@@ -291,17 +328,27 @@ class Server:
                 "JUPYTER_CONFIG_DIR": str(self.dir / "config"),
                 "JUPYTER_DATA_DIR": str(self.dir / "data"),
                 "JUPYTER_RUNTIME_DIR": str(self.dir / "runtime"),
-                "PYTHONPATH": os.pathsep.join([str(BENCH), str(REPO / "hub_config")]),
+                # this checkout's extension and platform first (the venv may hold another checkout's)
+                "PYTHONPATH": os.pathsep.join(
+                    [
+                        str(BENCH),
+                        str(REPO / "server_ext"),
+                        str(REPO / "local_platform"),
+                        str(REPO / "hub_config"),
+                    ]
+                ),
                 "HOME": str(self.dir),
                 # the hub → notebook contract (only ours reads it; the others get keys by config)
                 "AWS_ENDPOINT_URL_S3": self.endpoint,
-                "AWS_ACCESS_KEY_ID": KEY_ID,
-                "AWS_SECRET_ACCESS_KEY": SECRET,
+                "AWS_ACCESS_KEY_ID": SITE.key_id,
+                "AWS_SECRET_ACCESS_KEY": SITE.secret,
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "AWS_REQUEST_CHECKSUM_CALCULATION": "WHEN_REQUIRED",
                 "AWS_RESPONSE_CHECKSUM_VALIDATION": "WHEN_REQUIRED",
             }
         )
+        if SITE.ca_bundle:  # botocore (every contender's S3 client) trusts the RGW's CA from here
+            env["AWS_CA_BUNDLE"] = SITE.ca_bundle
         py = CONTENDERS[self.name]["venv"] / "bin" / "python"
         log = open(self.dir / "server.log", "w")
         self.proc = subprocess.Popen(
@@ -316,7 +363,7 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # a shared, loaded machine can take minutes
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} server exited, see {self.dir / 'server.log'}")
@@ -397,7 +444,7 @@ class Watch:
             t.join()
 
 
-def measure(server: Server, moto: MotoS3, workload: str, fn) -> Result:
+def measure(server: Server, moto: Site, workload: str, fn) -> Result:
     r = Result(server.name, workload)
     server.stall()  # start a fresh in-server window
     moto.reset()
@@ -425,7 +472,7 @@ def measure(server: Server, moto: MotoS3, workload: str, fn) -> Result:
     r.stall_in_ms, r.busy_in_ms = server.stall()
     r.stall_probe_ms = round(w.worst_probe * 1000, 1) if "w" in locals() else None
     print(
-        f"  {workload:<14} ok={r.ok!s:<5} {r.wall:7.2f} s  S3 req {r.requests:>6}"
+        f"  {workload:<14} ok={r.ok!s:<5} {r.wall:7.2f} s  S3 req {r.requests if SITE.counts else 'n/a':>6}"
         f"  in {r.bytes_in / MiB:8.1f} MiB"
         f"  out {r.bytes_out / MiB:8.1f} MiB  RSS +{(r.rss_delta or 0) / MiB:7.1f} MiB"
         f"  stall {r.stall_in_ms} ms (busy {r.busy_in_ms}, GC {server.last_gc_ms})"
@@ -573,10 +620,15 @@ def table(results: list[Result], skipped: dict[str, str]) -> str:
     rows = []
     for r in results:
         top = ", ".join(f"{k} {v}" for k, v in sorted(r.ops.items(), key=lambda kv: -kv[1])[:4])
+        counted = (
+            f"| {r.requests} ({top}) | {fmt_bytes(r.bytes_in)} | {fmt_bytes(r.bytes_out)} "
+            if SITE.counts
+            else "| n/a | n/a | n/a "
+        )
         rows.append(
             f"| {r.workload} | {r.contender} | {'yes' if r.ok else 'NO'} | {r.wall:.2f} "
-            f"| {r.requests} ({top}) "
-            f"| {fmt_bytes(r.bytes_in)} | {fmt_bytes(r.bytes_out)} | {fmt_bytes(r.rss_delta or 0)} "
+            + counted
+            + f"| {fmt_bytes(r.rss_delta or 0)} "
             f"| {'n/a' if r.stall_in_ms is None else r.stall_in_ms} ms "
             f"| {'n/a' if r.busy_in_ms is None else r.busy_in_ms} ms | {r.stall_probe_ms} ms "
             f"| {r.note} |"
@@ -647,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workloads", default="list,upload,download,rename,notebook", help="comma-separated workloads"
     )
+    ap.add_argument("--site", choices=("moto", "ceph"), default="moto", help="the S3 server")
     args = ap.parse_args(argv)
     sizes = Sizes.make(args.quick)
     wanted = [w.strip() for w in args.workloads.split(",")]
@@ -669,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[Result] = []
     started = datetime.now(timezone.utc)
-    with MotoS3(subprocess=True) as moto:
+    with start_site(args.site) as moto:
         client = s3_client(moto.endpoint)
         seed(client, sizes, contenders, dl_src, nb_bytes)
         rename_etags = {}
@@ -707,31 +760,40 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {skipped[name]}")
             finally:
                 server.stop()
-        moto_version = version_of("ours", "moto")
+        site_text = (
+            f"moto {version_of('ours', 'moto')} in a subprocess, counting every request by S3 operation "
+            "and every byte"
+            if args.site == "moto"
+            else f"the single-node Ceph RGW ({ceph_version()}, memstore OSD) over HTTPS with its own CA, "
+            "the datalake's server software; it counts nothing, so the request and byte columns are n/a"
+        )
 
     versions = {n: version_of(n, "jupyter_server") for n in contenders}
     extra = {"s3contents": ("s3contents", "s3fs"), "jupyter-fs": ("jupyter-fs", "s3fs"), "ours": ("s3fs",)}
     lines = []
     for n in contenders:
         pk = ", ".join(f"{p} {version_of(n, p)}" for p in extra[n])
-        lines.append(
-            f"- **{n}**: jupyter-server {versions[n]}, {pk} (`{CONTENDERS[n]['venv'].relative_to(REPO)}`)"
-        )
+        lines.append(f"- **{n}**: jupyter-server {versions[n]}, {pk} (`{shown_path(CONTENDERS[n]['venv'])}`)")
     label = "quick" if args.quick else "full"
-    md_path = WORK / "RESULTS-quick.md" if args.quick else BENCH / "RESULTS.md"
+    suffix = "" if args.site == "moto" else "-ceph"
+    md_path = WORK / f"RESULTS-quick{suffix}.md" if args.quick else BENCH / f"RESULTS{suffix}.md"
     png_path = md_path.with_suffix(".png")
     text = table(results, skipped)
     print("\n" + text)
-    chart(results, png_path)
+    try:
+        chart(results, png_path)
+    except ImportError:  # matplotlib is optional: the table is the result
+        print("matplotlib not installed: no chart")
     # hand-written findings below the marker survive a re-run
     kept = ""
     if md_path.exists() and FINDINGS in md_path.read_text():
         kept = "\n" + FINDINGS + md_path.read_text().split(FINDINGS, 1)[1]
     md_path.write_text(
         f"# Large-data benchmark ({label} run)\n\n"
-        f"Run {started:%Y-%m-%d %H:%M} UTC with `python bench/run.py{' --quick' if args.quick else ''}` "
+        f"Run {started:%Y-%m-%d %H:%M} UTC with `python bench/run.py{' --quick' if args.quick else ''}"
+        f"{' --site ceph' if args.site == 'ceph' else ''}` "
         f"(`make bench`). Machine: {machine()}. Other jobs may have shared the machine.\n\n"
-        f"S3: moto {moto_version} in a subprocess, counting every request by S3 operation and every byte; "
+        f"S3: {site_text}; "
         "one bucket for all contenders. Each contender: a real `jupyter server` subprocess in its own "
         "virtualenv, driven over HTTP through the contents REST API as JupyterLab calls it.\n\n"
         + "\n".join(lines)
@@ -752,10 +814,81 @@ def main(argv: list[str] | None = None) -> int:
         "`.s3keep` and `.s3fskeep` markers, without which s3contents does not see a folder.\n\n"
         + text
         + f"\n![chart]({png_path.name})\n"
+        + ceph_section(md_path, args.site)
         + kept
     )
+    if args.site == "ceph":
+        splice_ceph(md_path.with_name(md_path.name.replace("-ceph", "")), text, started, args.quick)
     print(f"wrote {md_path.relative_to(REPO)} and {png_path.relative_to(REPO)}")
     return 0
+
+
+@contextlib.contextmanager
+def start_site(kind: str):
+    """The S3 server of the run, as :data:`SITE` (which the servers and clients read)."""
+    global SITE
+    if kind == "moto":
+        with MotoS3(subprocess=True) as moto:
+            SITE = Site("moto", moto.endpoint, counter=moto)
+            yield SITE
+        return
+    from valeria_platform.ceph import CephCluster
+
+    cluster = CephCluster(WORK / "ceph", memstore_bytes=6 << 30)
+    cluster.start()
+    try:
+        user = cluster.create_user("bench")
+        SITE = Site("ceph", cluster.https_endpoint, user.access_key, user.secret_key, cluster.ca_bundle)
+        yield SITE
+    finally:
+        cluster.stop()
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (``VALERIA_BENCH_VENV`` may be outside)."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def ceph_version() -> str:
+    out = subprocess.run(["radosgw", "--version"], capture_output=True, text=True)
+    return " ".join(out.stdout.split()[:3]) or "Ceph"
+
+
+def ceph_section(md_path: Path, site: str) -> str:
+    """The Ceph table kept in the moto results file across moto re-runs."""
+    if site != "moto" or not md_path.exists():
+        return ""
+    old = md_path.read_text()
+    if CEPH_BEGIN not in old:
+        return ""
+    return "\n" + CEPH_BEGIN + old.split(CEPH_BEGIN, 1)[1].split(CEPH_END, 1)[0] + CEPH_END + "\n"
+
+
+def splice_ceph(results_md: Path, text: str, started: datetime, quick: bool) -> None:
+    """Put the Ceph table into the moto results file (replacing the previous one)."""
+    if not results_md.exists():
+        return
+    body = results_md.read_text()
+    section = (
+        f"{CEPH_BEGIN}\n## On Ceph RGW (HTTPS)\n\nRun {started:%Y-%m-%d %H:%M} UTC with "
+        f"`python bench/run.py{' --quick' if quick else ''} --site ceph` (`make bench`); same workloads "
+        f"and sizes, the single-node Ceph RGW over HTTPS instead of moto (details: "
+        f"[RESULTS-ceph.md](RESULTS-ceph.md)). RGW counts no requests: those columns are n/a.\n\n"
+        + text
+        + CEPH_END
+    )
+    if CEPH_BEGIN in body:
+        head, rest = body.split(CEPH_BEGIN, 1)
+        body = head + section + rest.split(CEPH_END, 1)[1]
+    elif FINDINGS in body:
+        head, rest = body.split(FINDINGS, 1)
+        body = head + section + "\n\n" + FINDINGS + rest
+    else:
+        body += "\n" + section + "\n"
+    results_md.write_text(body)
 
 
 if __name__ == "__main__":

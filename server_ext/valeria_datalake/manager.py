@@ -31,11 +31,14 @@ from .s3.client import S3Settings, close_s3_filesystem, make_s3_filesystem
 from .s3.errors import to_http_error
 from .s3.models import (
     EPOCH,
+    TRUNCATION_NOTE,
     ObjectEntry,
     directory_model,
     file_model,
     guess_type,
     listing_models,
+    truncation_message,
+    truncation_note_model,
 )
 from .s3.threaded import ThreadedS3
 from .transfer import PosixSide, S3Side, SourceChanged, SourceNotRemoved, transfer
@@ -146,6 +149,20 @@ class DatalakeContentsManager(AsyncContentsManager):
         "files answer 413 and stay available by download (/files/, streamed) and from a notebook "
         "(s3://bucket/key).",
     )
+    listing_limit = Int(
+        10_000,
+        config=True,
+        help="Most entries a bucket folder listing shows, fetched in ceil(limit/1000) requests; a "
+        "folder holding more is listed up to the limit and says so (the directory model's 'message' "
+        f"and a read-only pseudo-file '{TRUNCATION_NOTE}'). Keeps a folder of millions of objects "
+        "from stalling the server and the browser; 0 lists everything.",
+    )
+    listing_limit_note = Bool(
+        True,
+        config=True,
+        help="Add the pseudo-file that says a bucket folder listing was cut at listing_limit "
+        "(JupyterLab's file browser shows entries, not the directory model's message).",
+    )
     transfer_concurrency = Int(8, config=True, help="Objects copied at once in folder moves and copies.")
     transfer_inline_limit = Int(
         64 * 1024 * 1024,
@@ -191,8 +208,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         super().__init__(**kwargs)
         scratch = self.scratch_dir and os.path.isdir(self.scratch_dir)
         self.router = PathRouter(self.bucket_prefix, bool(scratch))
-        self.home = PosixRoot(parent=self, log=self.log, root_dir=self.root_dir)
-        self.scratch = PosixRoot(parent=self, log=self.log, root_dir=self.scratch_dir) if scratch else None
+        # one notary for every mount: a notebook trusted in home stays trusted once copied to a bucket
+        # (with an in-memory signature store, each manager would otherwise have its own)
+        posix = {"parent": self, "log": self.log, "notary": self.notary}
+        self.home = PosixRoot(root_dir=self.root_dir, **posix)
+        self.scratch = PosixRoot(root_dir=self.scratch_dir, **posix) if scratch else None
         self.listings = ListingCache(self.listing_cache_ttl)
         self.discovery = BucketDiscovery(
             self._filesystem, self.shared_buckets, self.bucket_cache_ttl, log=self.log
@@ -314,7 +334,10 @@ class DatalakeContentsManager(AsyncContentsManager):
             folder = self.router.bucket_folder(loc.bucket)
             raise HTTPError(404, f"No such bucket, or no access to it: {folder}")
         fs = await self._filesystem()
-        return S3Bucket(fs, loc.bucket, self.listings, self.log, threaded=self._threaded_s3()), info
+        limit = self.listing_limit if self.listing_limit > 0 else None
+        return S3Bucket(
+            fs, loc.bucket, self.listings, self.log, threaded=self._threaded_s3(), listing_limit=limit
+        ), info
 
     def _bucket_time(self, info: BucketInfo) -> datetime:
         """The date shown for a bucket's folders: its ``CreationDate`` from ListBuckets when known.
@@ -454,20 +477,23 @@ class DatalakeContentsManager(AsyncContentsManager):
             if listing.exists:
                 return await self._dir_model(loc, info, listing if content else None)
             type = guess_type(loc.name)
-        if type == "notebook" and format not in (None, "json"):
-            raise HTTPError(400, f"Notebooks are read as json: {loc.api_path}")
-        if content:  # one GetObject: body, size, time and ETag together
-            try:
+        # a notebook is read as json whatever format is asked (jupyter-server ignores it too)
+        try:
+            if content:  # one GetObject: body, size, time and ETag together
                 data, entry = await bucket.read(loc.inner, limit=self.max_content_size)
-            except ContentTooLarge as e:
-                raise HTTPError(
-                    413,
-                    f"{loc.api_path} is too large to open here ({e.size} bytes, the limit is "
-                    f"{self.max_content_size}): download it from /files/{loc.api_path} or read "
-                    f"s3://{loc.bucket}/{loc.inner} from a notebook",
-                ) from None
-        else:
-            data, entry = None, await bucket.head(loc.inner)
+            else:
+                data, entry = None, await bucket.head(loc.inner)
+        except ContentTooLarge as e:
+            raise HTTPError(
+                413,
+                f"{loc.api_path} is too large to open here ({e.size} bytes, the limit is "
+                f"{self.max_content_size}): download it from /files/{loc.api_path} or read "
+                f"s3://{loc.bucket}/{loc.inner} from a notebook",
+            ) from None
+        except FileNotFoundError:
+            if loc.name != TRUNCATION_NOTE or not self.listing_limit_note:
+                raise
+            return self._truncation_note(loc, info, content)
         model = file_model(loc.api_path, entry, info.writable, type)
         if require_hash:
             model["hash"], model["hash_algorithm"] = entry.etag, "etag"
@@ -498,6 +524,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         model["mimetype"] = model["mimetype"] or "application/octet-stream"
         return model
 
+    def _truncation_note(self, loc: Location, info: BucketInfo, content: bool) -> dict[str, Any]:
+        """The pseudo-file of a truncated listing, as JupyterLab opens it (it is no S3 object)."""
+        api_dir, _, _ = loc.api_path.rpartition("/")
+        folder = loc.inner.rpartition("/")[0]
+        text = truncation_message(loc.bucket, f"{folder}/" if folder else "", self.listing_limit)
+        return truncation_note_model(api_dir, text, self._bucket_time(info), content)
+
     async def _dir_model(self, loc, info, listing) -> dict[str, Any]:
         model = directory_model(loc.api_path, info.writable, self._bucket_time(info))
         if loc.is_mount_root:
@@ -510,6 +543,12 @@ class DatalakeContentsManager(AsyncContentsManager):
             else:
                 model["content"] = listing_models(*args)
             model["format"] = "json"
+            if listing.truncated:
+                prefix = f"{loc.inner}/" if loc.inner else ""
+                model["message"] = truncation_message(loc.bucket, prefix, self.listing_limit)
+                if self.listing_limit_note:
+                    note = self._truncation_note(loc.child(TRUNCATION_NOTE), info, False)
+                    model["content"].append(note)
         return model
 
     async def _s3_dir(self, loc, bucket, info, content):
@@ -580,12 +619,22 @@ class DatalakeContentsManager(AsyncContentsManager):
             return await asyncio.to_thread(self._decode, model, path)
         return self._decode(model, path)
 
+    @staticmethod
+    async def _refuse_file_over_folder(loc: Location, bucket: S3Bucket) -> None:
+        """A file saved under a folder's name would be hidden by the folder in every listing
+        (home cannot even write it): 400. One ListObjectsV2 of one key, or none when cached."""
+        if await bucket.folder_exists(f"{loc.inner}/"):
+            raise HTTPError(400, f"A folder of that name exists: {loc.api_path}")
+
     async def _s3_save(self, loc, bucket, info, model):
         self.run_pre_save_hooks(model=model, path=loc.api_path)
         kind = model["type"]
         if kind == "directory":
+            if await _object_exists(bucket, loc.inner):  # home refuses a folder over a file too
+                raise HTTPError(400, f"A file of that name exists: {loc.api_path}")
             await bucket.make_folder(f"{loc.inner}/")
             return await self._dir_model(loc, info, None)
+        await self._refuse_file_over_folder(loc, bucket)
         if kind == "notebook":
             if "content" not in model or not isinstance(model["content"], dict):
                 raise HTTPError(400, f"No notebook content provided: {loc.api_path}")
@@ -597,13 +646,18 @@ class DatalakeContentsManager(AsyncContentsManager):
             except Exception as e:
                 raise HTTPError(400, f"Unreadable notebook content: {loc.api_path} {type_name(e)}") from None
             entry = await bucket.write(loc.inner, data, "application/x-ipynb+json")
+            # jupyter-server's rule: one checkpoint always exists for a notebook once saved
+            checkpoints = S3Checkpoints(bucket)
+            if not await checkpoints.list(loc.inner):
+                await checkpoints.create(loc.inner)
             saved = file_model(loc.api_path, entry, info.writable, "notebook")
             if parsed.message:
                 saved["message"] = parsed.message
             return saved
         data = await self._decode_off_loop(model, loc.api_path)
         entry = await bucket.write(loc.inner, data, None)
-        return file_model(loc.api_path, entry, info.writable, "file")
+        # the type as the next get sees it (a file saved as "x.ipynb" is a notebook), as in home
+        return file_model(loc.api_path, entry, info.writable, guess_type(loc.name))
 
     async def _s3_save_chunk(self, loc, bucket, info, model):
         chunk = model["chunk"]
@@ -613,6 +667,7 @@ class DatalakeContentsManager(AsyncContentsManager):
             raise HTTPError(400, f'File type "{model["type"]}" is not supported for large file transfer')
         data = await self._decode_off_loop(model, loc.api_path)
         if chunk == 1:
+            await self._refuse_file_over_folder(loc, bucket)
             self.run_pre_save_hooks(model=model, path=loc.api_path)
         uploads = await self.uploads()
         ident = (loc.bucket, loc.inner)
@@ -634,11 +689,12 @@ class DatalakeContentsManager(AsyncContentsManager):
         now = datetime.now(timezone.utc)
         if done:
             size = self._chunked_sizes.pop(ident, None)
-            model = file_model(loc.api_path, ObjectEntry(loc.inner, size or 0, now), info.writable, "file")
+            entry = ObjectEntry(loc.inner, size or 0, now)
+            model = file_model(loc.api_path, entry, info.writable, guess_type(loc.name))
             model["size"] = size
             return model
-        model = file_model(loc.api_path, ObjectEntry(loc.inner, 0, now), info.writable, "file")
-        model["size"] = None
+        model = file_model(loc.api_path, ObjectEntry(loc.inner, 0, now), info.writable, guess_type(loc.name))
+        model["size"] = self._chunked_sizes.get(ident)  # the bytes received so far, as in home
         return model
 
     # -- delete / rename / copy ------------------------------------------------------------------
@@ -849,8 +905,17 @@ class DatalakeContentsManager(AsyncContentsManager):
         return self.bucket_kernel_dir
 
 
+async def _object_exists(bucket: S3Bucket, key: str) -> bool:
+    try:
+        await bucket.head(key)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    """Base64 exactly as jupyter-server's file manager writes it (lines of 76 characters)."""
+    return base64.encodebytes(data).decode("ascii")
 
 
 def type_name(e: BaseException) -> str:

@@ -44,7 +44,8 @@ def _serialize(cm: Any, content: dict[str, Any]) -> tuple[bytes, Parsed]:
     # jupyter-server's check_and_sign: sign only when every output cell is trusted
     trusted = nb.nbformat >= 3 and cm.notary.check_cells(nb)
     signature = cm.notary.compute_signature(nb) if trusted else None
-    data = nbformat.writes(nb, version=nbformat.NO_CONVERT).encode("utf-8")
+    # nbformat.write (what jupyter-server's file manager calls) ends the file with a newline
+    data = (nbformat.writes(nb, version=nbformat.NO_CONVERT) + "\n").encode("utf-8")
     return data, Parsed(nb, signature, _validation_message(cm, nb))
 
 

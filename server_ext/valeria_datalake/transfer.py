@@ -316,7 +316,7 @@ class S3Side:
 
     async def make_dirs(self, tree: Tree) -> None:
         """Marker objects for the folders that would otherwise not exist (no file below them)."""
-        has_files = {""}
+        has_files: set[str] = set()  # the top folder too: an empty folder copied here needs its marker
         for rel, _ in tree.files:
             parts = rel.split("/")[:-1]
             for i in range(len(parts) + 1):

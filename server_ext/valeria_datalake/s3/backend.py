@@ -26,7 +26,7 @@ from .models import (
     entry_from_listing,
     listing_from_pages,
 )
-from .threaded import ThreadedS3
+from .threaded import Pager, ThreadedS3
 
 T = TypeVar("T")
 
@@ -98,8 +98,11 @@ class S3Bucket:
         cache: ListingCache,
         log: logging.Logger | None = None,
         threaded: ThreadedS3 | None = None,
+        listing_limit: int | None = None,
     ) -> None:
         self.fs = fs
+        #: most entries a folder listing asks S3 for (None: all of them)
+        self.listing_limit = listing_limit
         #: worker threads for paginated listings (None: list on the loop through s3fs)
         self.threaded = threaded
         self.bucket = bucket
@@ -117,28 +120,20 @@ class S3Bucket:
     # -- reads -----------------------------------------------------------------------------------
 
     async def list_dir(self, prefix: str, use_cache: bool = True) -> Listing:
-        """One folder level; ``prefix`` is ``""`` or ends with ``/``."""
+        """One folder level; ``prefix`` is ``""`` or ends with ``/``. At most ``listing_limit``
+        entries, in ceil(limit/1000) requests; ``Listing.truncated`` says when S3 holds more."""
         if use_cache:
             hit = self.cache.get(self.bucket, prefix)
             if hit is not None:
                 return hit
         if self.threaded is not None:
-            listing = await self.threaded.list_folder(self.bucket, prefix)
-            self._log_hidden(listing)
-            self.cache.put(self.bucket, prefix, listing)
-            return listing
-        pages = []
-        token = None
-        while True:
-            kwargs: dict[str, Any] = {"Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = await self.call("list_objects_v2", **kwargs)
-            pages.append(page)
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                break
-        listing = listing_from_pages(prefix, pages)
+            listing = await self.threaded.list_folder(self.bucket, prefix, self.listing_limit)
+        else:
+            pager, pages = Pager(prefix, "/", self.listing_limit), []
+            while (request := pager.next_request()) is not None:
+                pages.append(await self.call("list_objects_v2", **request))
+                pager.add(pages[-1])
+            listing = listing_from_pages(prefix, pages, pager.truncated)
         self._log_hidden(listing)
         self.cache.put(self.bucket, prefix, listing)
         return listing
@@ -165,18 +160,14 @@ class S3Bucket:
         if self.threaded is not None:
             return await self.threaded.list_tree(self.bucket, prefix)
         out: list[ObjectEntry] = []
-        token = None
-        while True:
-            kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": 1000}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = await self.call("list_objects_v2", **kwargs)
+        pager = Pager(prefix)
+        while (request := pager.next_request()) is not None:
+            page = await self.call("list_objects_v2", **request)
+            pager.add(page)
             for item in page.get("Contents", ()) or ():
                 if not item["Key"].startswith(CHECKPOINT_PREFIX) or prefix.startswith(CHECKPOINT_PREFIX):
                     out.append(entry_from_listing(item))
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return out
+        return out
 
     async def head(self, key: str) -> ObjectEntry:
         return entry_from_head(key, await self.call("head_object", Key=key))

@@ -48,6 +48,8 @@ class S3Checkpoints:
     async def delete(self, key: str, checkpoint_id: str) -> None:
         if checkpoint_id != CHECKPOINT_ID:
             raise FileNotFoundError(checkpoint_id)
+        # S3 deletes are idempotent; a missing checkpoint is a 404 in home, so here too
+        await self.bucket.head(checkpoint_key(key))
         await self.bucket.delete_keys([checkpoint_key(key)])
 
     async def delete_all(self, key: str, folder: bool = False) -> None:

@@ -16,6 +16,8 @@ MARKER_NAMES = frozenset({FOLDER_MARKER, ".s3keep", ".s3fskeep", ".keep"})
 #: checkpoints of a bucket's files live under this prefix of the same bucket, never listed
 CHECKPOINT_PREFIX = ".valeria_checkpoints/"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: the read-only pseudo-file that ends a truncated folder listing (JupyterLab shows no ``message``)
+TRUNCATION_NOTE = "⚠ more entries not listed.txt"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Listing:
     #: keys and prefixes left out because no API path can name them (``..``, ``//``, control
     #: characters, names too long for a path segment): see ``paths.key_problem``
     hidden: list[str] = field(default_factory=list)
+    #: the folder holds more entries than the listing limit let us list
+    truncated: bool = False
 
 
 def is_marker(key: str) -> bool:
@@ -88,9 +92,9 @@ def entry_from_head(key: str, head: dict[str, Any]) -> ObjectEntry:
     )
 
 
-def listing_from_pages(prefix: str, pages: list[dict[str, Any]]) -> Listing:
+def listing_from_pages(prefix: str, pages: list[dict[str, Any]], truncated: bool = False) -> Listing:
     """ListObjectsV2 pages (with ``Delimiter="/"``) → one folder level, internals dropped."""
-    listing = Listing(prefix)
+    listing = Listing(prefix, truncated=truncated)
     folders: set[str] = set()
     for page in pages:
         for item in page.get("Contents", ()) or ():
@@ -182,3 +186,22 @@ def listing_models(
             model["created"] = model["last_modified"] = iso_time(entry.last_modified)
             out.append(model)
     return out
+
+
+def truncation_message(bucket: str, prefix: str, limit: int) -> str:
+    """What a truncated folder listing tells the user: how much is shown, how to reach the rest."""
+    return (
+        f"This folder holds more than {limit:,} entries: only the first {limit:,} (in key order) are "
+        "listed. Open a sub-folder by typing its path, or reach every entry from a notebook at "
+        f"s3://{bucket}/{prefix} (for example with s3fs or pandas).\n"
+    )
+
+
+def truncation_note_model(api_dir: str, text: str, when: datetime, content: bool) -> dict[str, Any]:
+    """The model of :data:`TRUNCATION_NOTE` in ``api_dir`` (read-only; its content is ``text``)."""
+    path = f"{api_dir}/{TRUNCATION_NOTE}" if api_dir else TRUNCATION_NOTE
+    model = base_model(path, "file", False, when, len(text.encode()))
+    model["mimetype"] = "text/plain"
+    if content:
+        model["content"], model["format"] = text, "text"
+    return model

@@ -24,27 +24,64 @@ from .models import CHECKPOINT_PREFIX, Listing, ObjectEntry, entry_from_listing,
 T = TypeVar("T")
 
 
-def list_pages(client: Any, bucket: str, prefix: str, delimiter: str | None) -> list[dict[str, Any]]:
-    """Every ListObjectsV2 page below ``prefix`` (1,000 keys each), following continuation tokens."""
+class Pager:
+    """The ListObjectsV2 requests of one paginated listing, stopping after ``limit`` keys.
+
+    Shared by the threaded and the async listing loops: ``while (req := pager.next_request()):
+    pager.add(call(**req))``. With a limit, the listing costs ceil(limit/1000) requests at most
+    (the last one asks only for what is left) and :attr:`truncated` says whether S3 held more.
+    """
+
+    def __init__(self, prefix: str, delimiter: str | None = None, limit: int | None = None) -> None:
+        self.prefix = prefix
+        self.delimiter = delimiter
+        self.limit = limit
+        self.received = 0
+        self._token: str | None = None
+        self._done = False
+        #: S3 has more keys than the limit let us list
+        self.truncated = False
+
+    def next_request(self) -> dict[str, Any] | None:
+        if self._done:
+            return None
+        max_keys = 1000 if self.limit is None else min(1000, self.limit - self.received)
+        kwargs: dict[str, Any] = {"Prefix": self.prefix, "MaxKeys": max_keys}
+        if self.delimiter:
+            kwargs["Delimiter"] = self.delimiter
+        if self._token:
+            kwargs["ContinuationToken"] = self._token
+        return kwargs
+
+    def add(self, page: dict[str, Any]) -> None:
+        self.received += len(page.get("Contents") or ()) + len(page.get("CommonPrefixes") or ())
+        self._token = page.get("NextContinuationToken")
+        more = bool(page.get("IsTruncated") and self._token)
+        if not more:
+            self._done = True
+        elif self.limit is not None and self.received >= self.limit:
+            self._done = self.truncated = True
+
+
+def list_pages(
+    client: Any, bucket: str, prefix: str, delimiter: str | None, limit: int | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """ListObjectsV2 pages below ``prefix`` (1,000 keys each) up to ``limit`` keys, and whether
+    S3 holds more than that."""
+    pager = Pager(prefix, delimiter, limit)
     pages = []
-    token = None
-    while True:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        if token:
-            kwargs["ContinuationToken"] = token
-        page = client.list_objects_v2(**kwargs)
+    while (request := pager.next_request()) is not None:
+        page = client.list_objects_v2(Bucket=bucket, **request)
         page.pop("ResponseMetadata", None)
+        pager.add(page)
         pages.append(page)
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
-            return pages
+    return pages, pager.truncated
 
 
-def folder_listing(client: Any, bucket: str, prefix: str) -> Listing:
-    """One folder level (``Delimiter="/"``), internals dropped (see ``models.listing_from_pages``)."""
-    return listing_from_pages(prefix, list_pages(client, bucket, prefix, "/"))
+def folder_listing(client: Any, bucket: str, prefix: str, limit: int | None = None) -> Listing:
+    """One folder level (``Delimiter="/"``), internals dropped (see ``models.listing_from_pages``),
+    at most ``limit`` entries."""
+    return listing_from_pages(prefix, *list_pages(client, bucket, prefix, "/", limit))
 
 
 def tree_entries(client: Any, bucket: str, prefix: str) -> list[ObjectEntry]:
@@ -52,7 +89,7 @@ def tree_entries(client: Any, bucket: str, prefix: str) -> list[ObjectEntry]:
     keep_checkpoints = prefix.startswith(CHECKPOINT_PREFIX)
     return [
         entry_from_listing(item)
-        for page in list_pages(client, bucket, prefix, None)
+        for page in list_pages(client, bucket, prefix, None)[0]
         for item in page.get("Contents", ()) or ()
         if keep_checkpoints or not item["Key"].startswith(CHECKPOINT_PREFIX)
     ]
@@ -97,8 +134,8 @@ class ThreadedS3:
         """Build the client now (in a worker thread), rather than on the first listing."""
         await self.run(lambda client: None)
 
-    async def list_folder(self, bucket: str, prefix: str) -> Listing:
-        return await self.run(folder_listing, bucket, prefix)
+    async def list_folder(self, bucket: str, prefix: str, limit: int | None = None) -> Listing:
+        return await self.run(folder_listing, bucket, prefix, limit)
 
     async def list_tree(self, bucket: str, prefix: str) -> list[ObjectEntry]:
         return await self.run(tree_entries, bucket, prefix)
