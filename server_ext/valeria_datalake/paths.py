@@ -26,6 +26,11 @@ SCRATCH_NAME = "scratch"
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
+def is_bucket_name(name: str) -> bool:
+    """Could ``name`` be a bucket (3 to 255 characters, RGW's relaxed rules)? For names users type."""
+    return len(name) >= 3 and _BUCKET_RE.match(name) is not None
+
+
 @dataclass(frozen=True)
 class Location:
     """Where an API path points: ``kind`` and ``bucket`` name the mount, ``inner`` the path in it."""
