@@ -79,26 +79,36 @@ class DatalakeState {
     return this.buckets.get(model.name.slice(this.prefix.length));
   }
 
-  refresh(force = false): Promise<void> {
+  /** Re-read the state if older than STATE_MAX_AGE_MS; `force`: always, after any read in flight. */
+  async refresh(force = false): Promise<void> {
     if (this._pending) {
-      return this._pending;
+      await this._pending;
+      if (!force) {
+        return;
+      }
     }
     if (!force && Date.now() - this._at < STATE_MAX_AGE_MS) {
-      return Promise.resolve();
+      return;
     }
-    this._pending = fetchState()
-      .then(state => {
-        this.prefix = state.prefix;
-        this.buckets = new Map(state.buckets.map(b => [b.bucket, b]));
-        this.user = state.user_buckets;
-        this._at = Date.now();
-        this.changed.emit();
-      })
-      .catch(error => console.warn('valeria-datalake: cannot read the bucket list', error))
-      .finally(() => {
-        this._pending = null;
-      });
-    return this._pending;
+    this._pending = this._load();
+    try {
+      await this._pending;
+    } finally {
+      this._pending = null;
+    }
+  }
+
+  private async _load(): Promise<void> {
+    try {
+      const state = await fetchState();
+      this.prefix = state.prefix;
+      this.buckets = new Map(state.buckets.map(b => [b.bucket, b]));
+      this.user = state.user_buckets;
+      this._at = Date.now();
+      this.changed.emit();
+    } catch (error) {
+      console.warn('valeria-datalake: cannot read the bucket list', error);
+    }
   }
 }
 
@@ -259,11 +269,11 @@ class SharedBucketsBody extends Widget {
     this.say(`Checking ${name} with your credentials…`);
     try {
       const result = await addSharedBucket(name);
-      this.say(result.added ? `Added: ${result.folder}` : result.message ?? `Already shown: ${name}`);
       this.input.value = '';
       await this.state.refresh(true);
       this.render();
       this.onChange();
+      this.say(result.added ? `Added: ${result.folder}` : result.message ?? `Already shown: ${name}`);
     } catch (error) {
       this.say(messageOf(error), true);
     }
@@ -272,10 +282,10 @@ class SharedBucketsBody extends Widget {
   private async remove(bucket: string): Promise<void> {
     try {
       await removeSharedBucket(bucket);
-      this.say(`Removed: ${this.state.prefix}${bucket}`);
       await this.state.refresh(true);
       this.render();
       this.onChange();
+      this.say(`Removed: ${this.state.prefix}${bucket}`);
     } catch (error) {
       this.say(messageOf(error), true);
     }
