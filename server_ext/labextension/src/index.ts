@@ -59,6 +59,17 @@ export const bucketIcon = new LabIcon({
     'm8 2c3.3 0 6-.9 6-2s-2.7-2-6-2-6 .9-6 2 2.7 2 6 2z"/></svg>'
 });
 
+/** A bucket with a padlock: a bucket the user can read and not write. */
+export const bucketReadOnlyIcon = new LabIcon({
+  name: 'valeria-datalake:bucket-read-only',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24">' +
+    '<path class="jp-icon3" fill="#0277bd" d="M3 5c0-1.7 3.4-3 7.5-3S18 3.3 18 5l-.6 5H14v-.5a3.5 3.5 0 0 0-7 0V12' +
+    'l-.2 1.6L5 20c0 1.1 2.5 2 5.5 2 .2 0 .3 0 .5 0v-9zm7.5 2c3 0 5.5-.9 5.5-2s-2.5-2-5.5-2S5 3.9 5 5s2.5 2 5.5 2z"/>' +
+    '<path class="jp-icon-warn0" fill="#e65100" d="M13 14v-1.5a2.5 2.5 0 0 1 5 0V14h1v8h-7v-8h1zm1.5 0h2v-1.5a1 1 0 0 0-2 0V14z"/>' +
+    '</svg>'
+});
+
 /** What the server said about the buckets, re-read at most every STATE_MAX_AGE_MS unless forced. */
 class DatalakeState {
   prefix = 'datalake_';
@@ -129,7 +140,11 @@ function decorate(node: HTMLElement, model: Contents.IModel, state: DatalakeStat
   if (icon) {
     // after the listing's own icon render, which also waits for the next frame
     requestAnimationFrame(() =>
-      bucketIcon.element({ container: icon, className: 'jp-DirListing-itemIcon', stylesheet: 'listing' })
+      (bucket.writable ? bucketIcon : bucketReadOnlyIcon).element({
+        container: icon,
+        className: 'jp-DirListing-itemIcon',
+        stylesheet: 'listing'
+      })
     );
   }
 }
@@ -230,7 +245,8 @@ class SharedBucketsBody extends Widget {
 
   private say(text: string, error = false): void {
     this.status.textContent = text;
-    this.status.classList.toggle('jp-mod-error', error);
+    // not jp-mod-error: JupyterLab's Dialog disables its buttons while one is in the body
+    this.status.classList.toggle('jp-valeria-SharedBuckets-error', error);
   }
 
   render(): void {
