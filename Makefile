@@ -66,7 +66,7 @@ $(LABEXT_STAMP): $(LABEXT_DIR)/package.json $(LABEXT_DIR)/package-lock.json
 
 $(LABEXT_BUILT): $(LABEXT_STAMP) $(STAMP) $(wildcard $(LABEXT_DIR)/src/*.ts $(LABEXT_DIR)/style/* $(LABEXT_DIR)/schema/*) \
 		server_ext/jupyter-config/lab-settings/valeria-datalake.json
-	cd $(LABEXT_DIR) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npm run build
+	cd $(LABEXT_DIR) && PATH="$(abspath $(VENV))/bin:$$PATH" npm run build
 	@# an editable install skips data_files: put the extension and the settings defaults where a wheel does
 	mkdir -p $(LAB_SHARE)/labextensions $(LAB_SHARE)/lab/settings/overrides.d
 	ln -sfn $(CURDIR)/$(LABEXT_OUT) $(LAB_SHARE)/labextensions/valeria-datalake
