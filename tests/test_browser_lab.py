@@ -58,10 +58,17 @@ def _wait_clipboard(page: Any, want: str, timeout: float = 10) -> str:
     return text
 
 
-def _no_news_prompt(page: Any, wait_ms: int = 4000) -> None:
+def _no_news_prompt(page: Any, base: str, wait_ms: int = 4000) -> None:
+    """No "official Jupyter news?" toast, and nobody answered one: the login helper clicks its "No",
+    which stores ``fetchNews`` in the user's settings; the platform's default says "false"."""
     page.wait_for_timeout(wait_ms)  # the prompt comes a moment after JupyterLab starts
     toasts = page.locator(".jp-toast-message, .Toastify__toast").all_inner_texts()
     assert not any(NEWS in t for t in toasts), toasts
+    r = page.request.get(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification")
+    assert r.ok, r.status
+    settings = r.json()
+    assert settings["schema"]["properties"]["fetchNews"]["default"] == "false", settings["schema"]
+    assert "fetchNews" not in (settings.get("settings") or {}), "the news prompt was shown and answered"
 
 
 def _home(page: Any, expect: str) -> None:
@@ -96,7 +103,7 @@ def test_alice_goes_from_a_bucket_file_to_the_code_that_reads_it(
     try:
         _log_in(page, demo_platform, shot, "alice", "lab-alice")
         with step(page, shot, "lab-alice-4-no-news-prompt-bucket-icons-read-only-mark"):
-            _no_news_prompt(page)
+            _no_news_prompt(page, f"{demo_platform.hub_url}/user/alice")
             _wait_for_listing(page, {f"datalake_{ALICE_BUCKET}", f"datalake_{SHARED_BUCKET}"})
             page.wait_for_selector(".jp-DirListing-item.jp-valeria-bucket", timeout=15_000)
             ro = page.locator(".jp-DirListing-item", has_text=f"datalake_{SHARED_BUCKET}").first
@@ -214,7 +221,7 @@ def test_bob_adds_a_bucket_shared_with_him_and_removes_it(
     try:
         _log_in(page, demo_platform, shot, "bob", "lab-bob")
         with step(page, shot, "lab-bob-4-shared-bucket-not-listed-yet"):
-            _no_news_prompt(page, 1000)
+            _no_news_prompt(page, f"{demo_platform.hub_url}/user/bob", 1000)
             names = _wait_for_listing(page, {f"datalake_{SHARED_BUCKET}"})
             assert folder not in names, names
 
