@@ -6,13 +6,18 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
 NODE_DIR := local_platform/valeria_platform/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
+LABEXT_DIR := server_ext/labextension
+LABEXT_OUT := server_ext/valeria_datalake/labextension
+LABEXT_STAMP := $(LABEXT_DIR)/node_modules/.installed-stamp
+LABEXT_BUILT := $(LABEXT_OUT)/package.json
+LAB_SHARE := $(VENV)/share/jupyter
 STATE ?= .state
 # Debian packages the tests and the demo need: binary -> package.
 SYSTEM_DEPS := radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph-authtool:ceph-common chromium:chromium \
 	/usr/lib/postgresql/15/bin/postgres:postgresql-15 node:nodejs npm:npm
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps python-deps node-deps test test-fast lint demo bench clean
+.PHONY: help setup system-deps python-deps node-deps labextension labextension-test test test-fast lint demo bench clean
 
 help:
 	@echo "make demo   - install what is missing, then run the whole platform on 127.0.0.1"
@@ -21,7 +26,7 @@ help:
 	@echo "make lint   - ruff, yamllint, hadolint"
 	@echo "make clean  - stop nothing, remove the demo state ($(STATE)) and build leftovers"
 
-setup: system-deps python-deps node-deps
+setup: system-deps python-deps node-deps labextension
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_DEPS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
@@ -52,7 +57,29 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(wildcard $(NODE_DIR)/package-lock.json
 
 node-deps: $(NODE_STAMP)
 
-test: setup
+# The JupyterLab extension (TypeScript, server_ext/labextension/): npm ci from the committed lock,
+# then a prebuilt (federated) bundle into $(LABEXT_OUT), which the wheel ships under
+# share/jupyter/labextensions/valeria-datalake. No Node.js is needed where the wheel is installed.
+$(LABEXT_STAMP): $(LABEXT_DIR)/package.json $(LABEXT_DIR)/package-lock.json
+	cd $(LABEXT_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(LABEXT_BUILT): $(LABEXT_STAMP) $(STAMP) $(wildcard $(LABEXT_DIR)/src/*.ts $(LABEXT_DIR)/style/* $(LABEXT_DIR)/schema/*) \
+		server_ext/jupyter-config/lab-settings/valeria-datalake.json
+	cd $(LABEXT_DIR) && PATH="$(abspath $(VENV))/bin:$$PATH" npm run build
+	@# an editable install skips data_files: put the extension and the settings defaults where a wheel does
+	mkdir -p $(LAB_SHARE)/labextensions $(LAB_SHARE)/lab/settings/overrides.d
+	ln -sfn $(CURDIR)/$(LABEXT_OUT) $(LAB_SHARE)/labextensions/valeria-datalake
+	cp server_ext/jupyter-config/lab-settings/valeria-datalake.json $(LAB_SHARE)/lab/settings/overrides.d/
+	@touch $@
+
+labextension: $(LABEXT_BUILT)
+
+# Type check (strict), ESLint and the Jest unit tests of the extension's logic.
+labextension-test: $(LABEXT_STAMP)
+	cd $(LABEXT_DIR) && npm run lint && npm test -- --ci
+
+test: setup labextension-test
 	@mkdir -p test-artifacts
 	PATH="$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$$PATH" $(PY) -m pytest -ra $(PYTEST_ARGS)
 

@@ -74,7 +74,7 @@ def _run_first_code_cell(page: Any, expect: str, timeout: float = 180) -> str:
 
     JupyterLab may ask which kernel to use (answered with its proposal); a run that the kernel
     start swallowed (prompt still ``[ ]``) is started again."""
-    cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first
+    cell = page.locator(".jp-NotebookPanel:visible .jp-CodeCell").first  # the open tab
     output = cell.locator(".jp-OutputArea-output")
     deadline = time.monotonic() + timeout
     last_try = 0.0

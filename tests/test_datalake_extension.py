@@ -67,10 +67,28 @@ def test_wheel_ships_the_enabling_config(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     data = [n for n in names if n.endswith("etc/jupyter/jupyter_server_config.d/valeria_datalake.json")]
     assert data, names
+    # the prebuilt JupyterLab extension and the platform's JupyterLab defaults (make labextension)
+    lab = ".data/data/share/jupyter/"
+    assert any(n.endswith(lab + "labextensions/valeria-datalake/package.json") for n in names), names
+    assert any(
+        n.endswith(lab + "labextensions/valeria-datalake/schemas/valeria-datalake/plugin.json") for n in names
+    )
+    assert any("/labextensions/valeria-datalake/static/remoteEntry." in n for n in names), names
+    assert any(n.endswith(lab + "lab/settings/overrides.d/valeria-datalake.json") for n in names), names
     assert "valeria_datalake/manager.py" in names and "valeria_datalake/s3/client.py" in names
     # the product wheel holds product code only: no local platform, no tests, no bench
     tops = {n.split("/", 1)[0] for n in names}
     assert not any(t.startswith(("valeria_platform", "tests", "bench", "local_platform")) for t in tops), tops
+
+
+def test_jupyterlab_extension_is_listed_enabled():
+    """``make labextension`` put the prebuilt extension where a wheel install puts it."""
+    out = subprocess.run(
+        [str(VENV_BIN / "jupyter"), "labextension", "list"], capture_output=True, text=True, timeout=120
+    )
+    text = out.stdout + out.stderr
+    line = next((ln for ln in text.splitlines() if "valeria-datalake" in ln), "")
+    assert "v0.1.0" in line and "enabled" in line and "OK" in line, text
 
 
 @pytest.fixture

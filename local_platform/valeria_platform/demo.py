@@ -273,12 +273,31 @@ class DemoPlatform(StartStop):
 
     @staticmethod
     def _enable_notebook_extension() -> None:
-        """What a wheel install (and ``make setup``) does: enable valeria_datalake in this venv."""
-        src = REPO / "server_ext" / "jupyter-config" / "jupyter_server_config.d" / "valeria_datalake.json"
-        dest = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / src.name
-        if src.exists() and (not dest.exists() or dest.read_bytes() != src.read_bytes()):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+        """What a wheel install (and ``make setup``) does: enable valeria_datalake in this venv,
+        with its JupyterLab extension (once built: ``make labextension``) and settings defaults."""
+        config = REPO / "server_ext" / "jupyter-config"
+        share = Path(sys.prefix) / "share" / "jupyter"
+        copies = [
+            (config / "jupyter_server_config.d" / "valeria_datalake.json",
+             Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "valeria_datalake.json"),
+            (config / "lab-settings" / "valeria-datalake.json",
+             share / "lab" / "settings" / "overrides.d" / "valeria-datalake.json"),
+        ]  # fmt: skip
+        for src, dest in copies:
+            if src.exists() and (not dest.exists() or dest.read_bytes() != src.read_bytes()):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+        built = REPO / "server_ext" / "valeria_datalake" / "labextension"
+        link = share / "labextensions" / "valeria-datalake"
+        if (built / "package.json").exists() and not (
+            link.is_symlink() and link.resolve() == built.resolve()
+        ):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            elif link.is_dir():
+                shutil.rmtree(link)
+            link.symlink_to(built, target_is_directory=True)
 
     def _start_hub(self) -> None:
         self._enable_notebook_extension()

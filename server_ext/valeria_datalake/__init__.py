@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .here import here
+
 if TYPE_CHECKING:
     from .manager import DatalakeContentsManager
 
 __version__ = "0.1.0"
-__all__ = ["DatalakeContentsManager", "__version__"]
+__all__ = ["DatalakeContentsManager", "__version__", "here"]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,8 @@
 
 * ListBuckets returns the buckets the user owns on Ceph RGW and AWS (moto returns every bucket of
   the account). Buckets shared by policy do not appear there: the hub passes them in
-  ``VALERIA_SHARED_BUCKETS``.
+  ``VALERIA_SHARED_BUCKETS``, and the user adds more to their own list (``user_buckets.py``),
+  read at each discovery.
 * Every candidate is probed for read access with one ``ListObjectsV2 max-keys=1``, in parallel;
   a bucket the user cannot read is left out.
 * Writability is decided without writing anything: a bucket that ListBuckets returns and that is
@@ -68,9 +69,12 @@ class BucketDiscovery:
         error_ttl: float = 10.0,
         concurrency: int = 8,
         log: logging.Logger | None = None,
+        user_shared: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.get_fs = get_fs
         self.shared = [b for b in dict.fromkeys(s.strip() for s in shared) if b]
+        #: the user's own shared-bucket list (``UserBucketList.names``), read at each discovery
+        self.user_shared = user_shared
         self.ttl = ttl
         self.error_ttl = error_ttl
         self.concurrency = concurrency
@@ -114,6 +118,7 @@ class BucketDiscovery:
             self._problem("cannot create the S3 client", e)
             return Discovery({}, HTTPError(503, "The datalake storage (S3) is unavailable"))
 
+        shared = list(dict.fromkeys([*self.shared, *(await self.user_shared() if self.user_shared else [])]))
         listed: dict[str, datetime] = {}
         list_error: BaseException | None = None
         try:
@@ -124,19 +129,19 @@ class BucketDiscovery:
         if list_error is not None:
             status = classify(list_error)
             bad_credentials = s3_error_code(list_error) in CREDENTIAL_ERRORS
-            if status >= 500 or bad_credentials or not self.shared:
+            if status >= 500 or bad_credentials or not shared:
                 what = "S3 unreachable" if status >= 500 else "credentials rejected by S3"
                 self._problem(what, list_error)
                 message = {503: "The datalake storage (S3) is unreachable", 403: "S3 refused the credentials"}
                 return Discovery({}, HTTPError(status, message.get(status, "S3 error")))
             self._problem("ListBuckets refused, using the shared bucket list only", list_error)
 
-        candidates = list(dict.fromkeys([*listed, *self.shared]))
+        candidates = list(dict.fromkeys([*listed, *shared]))
         sem = asyncio.Semaphore(self.concurrency)
 
         async def probe(name: str) -> BucketInfo | None:
             async with sem:
-                return await self._probe(fs, name, listed)
+                return await self._probe(fs, name, listed, shared)
 
         results = await asyncio.gather(*(probe(n) for n in candidates))
         buckets = {b.name: b for b in results if b is not None}
@@ -145,13 +150,20 @@ class BucketDiscovery:
         self.log.debug("Datalake buckets: %s", sorted(buckets))
         return Discovery(buckets)
 
-    async def _probe(self, fs: Any, name: str, listed: dict[str, datetime]) -> BucketInfo | None:
+    async def probe(self, name: str) -> BucketInfo | None:
+        """Probe one bucket as discovery does (read, then write): None when the user cannot read it."""
+        fs = await self.get_fs()
+        return await self._probe(fs, name, {}, [name])
+
+    async def _probe(
+        self, fs: Any, name: str, listed: dict[str, datetime], shared: list[str]
+    ) -> BucketInfo | None:
         try:
             await fs._call_s3("list_objects_v2", Bucket=name, MaxKeys=1)
         except Exception as e:
             self.log.info("Datalake bucket %r not readable (%s), left out", name, s3_error_code(e))
             return None
-        owned = name in listed and name not in self.shared
+        owned = name in listed and name not in shared
         writable = owned or await self._probe_write(fs, name)
         return BucketInfo(name, writable, listed.get(name, EPOCH), owned)
 

@@ -44,6 +44,11 @@ def link(serverapp: Any) -> None:
         )
         return
     serverapp.contents_manager_class = DatalakeContentsManager
+    if "session_manager_class" not in serverapp.config.get("ServerApp", {}):
+        # kernels learn their notebook's real location, for valeria_datalake.here()
+        from .sessions import DatalakeSessionManager
+
+        serverapp.session_manager_class = DatalakeSessionManager
 
 
 def quiet_jupyterlab(serverapp: Any) -> list[str]:
@@ -113,7 +118,10 @@ class DatalakeExtension(ExtensionApp):
         )
 
     def initialize_handlers(self) -> None:
-        """Extra HTTP handlers go in ``self.handlers`` (bucket downloads come through /files/)."""
+        """The JupyterLab extension's endpoint (``api.py``); bucket downloads come through /files/."""
+        from .api import HANDLERS
+
+        self.handlers.extend(HANDLERS)
 
     async def stop_extension(self) -> None:
         """Abort unfinished chunked uploads and close the S3 clients (server shutdown)."""

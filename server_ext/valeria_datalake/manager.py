@@ -42,6 +42,8 @@ from .s3.models import (
 )
 from .s3.threaded import ThreadedS3
 from .transfer import PosixSide, S3Side, SourceChanged, SourceNotRemoved, transfer
+from .user_buckets import UserBucketList
+from .user_buckets import default_path as default_user_buckets_path
 
 #: folder listings with more entries than this get their models built in a worker thread
 MODELS_ON_LOOP_LIMIT = 1000
@@ -85,6 +87,17 @@ class DatalakeContentsManager(AsyncContentsManager):
     @default("shared_buckets")
     def _default_shared_buckets(self) -> list[str]:
         return [b.strip() for b in _env("VALERIA_SHARED_BUCKETS").split(",") if b.strip()]
+
+    user_buckets_file = Unicode(
+        config=True,
+        help="JSON file in the user's home listing the shared buckets the user added themselves "
+        "(JupyterLab's 'Add a shared bucket…'); default $XDG_CONFIG_HOME or ~/.config, "
+        "then valeria/shared-buckets.json.",
+    )
+
+    @default("user_buckets_file")
+    def _default_user_buckets_file(self) -> str:
+        return default_user_buckets_path()
 
     s3_endpoint_url = Unicode(
         None,
@@ -214,8 +227,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         self.home = PosixRoot(root_dir=self.root_dir, **posix)
         self.scratch = PosixRoot(root_dir=self.scratch_dir, **posix) if scratch else None
         self.listings = ListingCache(self.listing_cache_ttl)
+        self.user_buckets = UserBucketList(self.user_buckets_file)
         self.discovery = BucketDiscovery(
-            self._filesystem, self.shared_buckets, self.bucket_cache_ttl, log=self.log
+            self._filesystem,
+            self.shared_buckets,
+            self.bucket_cache_ttl,
+            log=self.log,
+            user_shared=self.user_buckets.names,
         )
         self._fs: Any = None
         self._fs_lock = asyncio.Lock()

@@ -29,6 +29,11 @@ _BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
 
 
+def is_bucket_name(name: str) -> bool:
+    """Could ``name`` be a bucket (3 to 255 characters, RGW's relaxed rules)? For names users type."""
+    return len(name) >= 3 and _BUCKET_RE.match(name) is not None
+
+
 @dataclass(frozen=True)
 class Location:
     """Where an API path points: ``kind`` and ``bucket`` name the mount, ``inner`` the path in it."""
