@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from tornado.web import HTTPError
 
+from .metrics import counted_transfer
 from .posix import PosixRoot
 from .s3.backend import S3Bucket, gather_bounded
 from .s3.models import FOLDER_MARKER, is_marker
@@ -259,6 +260,7 @@ def _copy_local(src: str, dst: str) -> None:
     shutil.copy2(src, dst)
 
 
+@counted_transfer
 async def transfer(
     src: Side,
     dst: Side,

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..metrics import count_listing_lookup
 from .models import (
     CHECKPOINT_PREFIX,
     FOLDER_MARKER,
@@ -40,9 +41,9 @@ class ListingCache:
 
     def get(self, bucket: str, prefix: str) -> Listing | None:
         hit = self._entries.get((bucket, prefix))
-        if hit is None or time.monotonic() - hit[0] > self.ttl:
-            return None
-        return hit[1]
+        fresh = hit is not None and time.monotonic() - hit[0] <= self.ttl
+        count_listing_lookup(fresh)
+        return hit[1] if fresh else None
 
     def put(self, bucket: str, prefix: str, listing: Listing) -> None:
         if self.ttl > 0:
