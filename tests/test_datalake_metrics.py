@@ -13,6 +13,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fet
 from valeria_platform.jupyterlab import upload_models
 
 from tests.fixtures.s3 import OWN_BUCKET, World, datalake_server_config, free_port, on_server_loop
+from tests.test_dashboard import missing_from
 from tests.test_hub_observability import Samples, parse_metrics, total
 
 OWN = f"datalake_{OWN_BUCKET}"
@@ -143,8 +144,16 @@ async def test_failed_transfers_are_counted_by_outcome(api, metrics, moto_world)
 
 
 @on_server_loop
-async def test_metrics_need_a_token_on_the_server_port_and_have_their_own_port(jp_fetch, api):
+async def test_metrics_need_a_token_on_the_server_port_and_have_their_own_port(jp_fetch, api, moto_world):
+    # a little of everything the dashboard shows: discovery, a save, a copy, a read, two listings
     await api("GET", "")
+    d = moto_world.unique("dash")
+    model = {"type": "file", "format": "text", "content": "dashboard"}
+    assert (await api("PUT", f"{OWN}/{d}/a.txt", model))[0] == 201
+    assert (await api("POST", f"{OWN}/{d}", {"copy_from": f"{OWN}/{d}/a.txt"}))[0] == 201
+    assert (await api("GET", f"{OWN}/{d}/a.txt", content=1))[0] == 200
+    for _ in range(2):
+        assert (await api("GET", f"{OWN}/{d}"))[0] == 200
     r = await jp_fetch("metrics", method="GET", headers={"Authorization": ""}, raise_error=False)
     assert r.code == 403
     # the metrics port (not routed by the hub's proxy) answers without a token
@@ -152,3 +161,4 @@ async def test_metrics_need_a_token_on_the_server_port_and_have_their_own_port(j
     assert r.status_code == 200
     names = {name for name, _ in parse_metrics(r.text)}
     assert "valeria_s3_requests_total" in names and "http_request_duration_seconds_count" in names
+    assert missing_from("valeria-notebooks", names) == set()

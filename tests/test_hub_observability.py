@@ -19,6 +19,7 @@ from valeria_platform.openbao import write_user_secrets
 
 from tests.fixtures.hub import RunningHub, hub_api, hub_base_env, hub_login, start_hub
 from tests.fixtures.services import VAULT_USERS
+from tests.test_dashboard import missing_from
 from tests.test_hub_spawn import wait_server
 
 pytestmark = pytest.mark.hub
@@ -202,3 +203,9 @@ def test_no_secret_in_the_audit_log_or_the_hub_log(observed):
     audit_text = "\n".join(json.dumps(line) for line in audit_lines(hub))
     assert [s[:8] for s in leaks if s in audit_text] == []
     assert [s[:8] for s in leaks if s in hub.log_text()] == []
+
+
+def test_dashboard_hub_queries_name_exported_metrics(observed):
+    _, text, _ = observed
+    exported = {name for name, _ in parse_metrics(text)}
+    assert missing_from("valeria-hub", exported) == set()
