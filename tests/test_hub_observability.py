@@ -17,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from valeria_platform.openbao import write_user_secrets
 
-from tests.fixtures.hub import RunningHub, hub_api, hub_base_env, hub_login, start_hub
+from tests.fixtures.hub import RunningHub, hub_api, hub_login, start_db_hub
 from tests.fixtures.services import VAULT_USERS
 from tests.test_dashboard import missing_from
 from tests.test_hub_spawn import wait_server
@@ -53,23 +53,12 @@ def audit_lines(hub: RunningHub) -> list[dict]:
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory, oidc_provider, openbao, postgres):
     """The hub, after the scenario; yields (hub, metrics text, secrets that must not appear)."""
-    workdir = tmp_path_factory.mktemp("hub-observed")
-    dbname = db_user = "valeria_obs_" + secrets.token_hex(3)
-    db_password = secrets.token_urlsafe(16)
-    postgres.create_database(dbname, db_user, db_password)
     metrics_token = secrets.token_hex(32)
-    env = hub_base_env(
-        oidc_provider,
-        openbao,
-        workdir,
-        VALERIA_DB_URL=postgres.url(dbname, db_user),
-        VALERIA_DB_PASSWORD=db_password,
-        VALERIA_TOKEN_REFRESH_MARGIN=str(oidc_provider.access_token_ttl),
-        VALERIA_METRICS_TOKEN=metrics_token,
+    workdir = tmp_path_factory.mktemp("hub-observed")
+    hub = start_db_hub(
+        workdir, oidc_provider, openbao, postgres, name="hub-observed", VALERIA_METRICS_TOKEN=metrics_token
     )
-    hub = start_hub(workdir, env, name="hub-observed")
-    hub.db = (postgres, dbname, db_user, db_password)
-    leaks = [db_password, env["VALERIA_OIDC_CLIENT_SECRET"], env["JUPYTERHUB_CRYPT_KEY"], metrics_token]
+    leaks = list(hub.secrets)
     leaks += [v[4] for v in VAULT_USERS.values()]
     try:
         # carol is in no allowed group: refused

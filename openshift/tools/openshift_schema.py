@@ -309,30 +309,27 @@ _SCRAPE = {
     "relabelings": arr(_RELABEL),
     "metricRelabelings": arr(_RELABEL),
 }
-SERVICE_MONITOR = obj(
-    {
-        "apiVersion": enum("monitoring.coreos.com/v1"),
-        "kind": enum("ServiceMonitor"),
-        "metadata": METADATA,
-        "spec": obj(
-            {"selector": _SELECTOR, "jobLabel": S, "endpoints": arr(obj(_SCRAPE, ("port",)))},
-            ("selector", "endpoints"),
-        ),
-    },
-    ("apiVersion", "kind", "metadata", "spec"),
-)
-POD_MONITOR = obj(
-    {
-        "apiVersion": enum("monitoring.coreos.com/v1"),
-        "kind": enum("PodMonitor"),
-        "metadata": METADATA,
-        "spec": obj(
-            {"selector": _SELECTOR, "jobLabel": S, "podMetricsEndpoints": arr(obj(_SCRAPE, ("port",)))},
-            ("selector", "podMetricsEndpoints"),
-        ),
-    },
-    ("apiVersion", "kind", "metadata", "spec"),
-)
+
+
+def _monitor(kind: str, endpoints: str) -> dict:
+    """ServiceMonitor (`endpoints`) and PodMonitor (`podMetricsEndpoints`): the same shape."""
+    spec = obj(
+        {"selector": _SELECTOR, "jobLabel": S, endpoints: arr(obj(_SCRAPE, ("port",)))},
+        ("selector", endpoints),
+    )
+    return obj(
+        {
+            "apiVersion": enum("monitoring.coreos.com/v1"),
+            "kind": enum(kind),
+            "metadata": METADATA,
+            "spec": spec,
+        },
+        ("apiVersion", "kind", "metadata", "spec"),
+    )
+
+
+SERVICE_MONITOR = _monitor("ServiceMonitor", "endpoints")
+POD_MONITOR = _monitor("PodMonitor", "podMetricsEndpoints")
 
 SCHEMAS = {
     ("route.openshift.io/v1", "Route"): ROUTE,
