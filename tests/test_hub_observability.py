@@ -82,6 +82,14 @@ def observed(tmp_path_factory, oidc_provider, openbao, postgres):
             assert hub_api(hub, bob, "POST", "/users/bob/server").status_code == 403
         finally:
             write_user_secrets(openbao, "bob", access, secret, 1002, gid, groups)
+        # then his S3 keys are missing in Vault: refused, a Vault error counted
+        openbao.client().secrets.kv.v2.delete_metadata_and_all_versions(
+            path="valeria/users/bob/s3", mount_point="secret"
+        )
+        try:
+            assert hub_api(hub, bob, "POST", "/users/bob/server").status_code == 403
+        finally:
+            write_user_secrets(openbao, "bob", access, secret, 1002, gid, groups)
         state = hub.auth_state("bob") or {}
         leaks += [state.get("access_token"), state.get("refresh_token"), state.get("id_token")]
         # bob is a hub admin: he stops alice's server and creates then deletes a user
@@ -108,21 +116,23 @@ def test_hub_metrics_count_the_scenario(observed):
     _, text, _ = observed
     m = parse_metrics(text)
     stage = "valeria_spawn_stage_duration_seconds_count"
-    # two spawns went through the pipeline (alice's, bob's refused one); alice's expired-login spawn
-    # is refused by JupyterHub's pre-spawn refresh, before the spawner
-    assert value(m, stage, stage="token_refresh") == 2
-    assert value(m, stage, stage="vault_login") == 2
-    assert value(m, stage, stage="vault_read") == 4  # identity and S3 keys, each spawn
-    assert value(m, stage, stage="vault_revoke") == 2
-    assert value(m, stage, stage="plan") == 2
+    # three spawns went through the pipeline (alice's, bob's two refused ones); alice's
+    # expired-login spawn is refused by JupyterHub's pre-spawn refresh, before the spawner
+    assert value(m, stage, stage="token_refresh") == 3
+    assert value(m, stage, stage="vault_login") == 3
+    assert value(m, stage, stage="vault_read") == 6  # identity and S3 keys, each spawn
+    assert value(m, stage, stage="vault_revoke") == 3
+    assert value(m, stage, stage="plan") == 2  # bob's second spawn stopped at the missing keys
     assert value(m, stage, stage="start") == 1
     assert value(m, "valeria_spawns_total") == 1
     assert value(m, "valeria_spawn_refusals_total", reason="uid-range") == 1
+    assert value(m, "valeria_spawn_refusals_total", reason="missing") == 1
     refusals = {k: v for k, v in m.items() if k[0] == "valeria_spawn_refusals_total" and v}
-    assert len(refusals) == 1
-    for operation, n in (("login", 2), ("read", 4), ("revoke", 2)):
-        assert value(m, "valeria_vault_requests_total", operation=operation, outcome="ok") == n
+    assert len(refusals) == 2
+    for operation, ok, n in (("login", 3, 3), ("read", 5, 6), ("revoke", 3, 3)):
+        assert value(m, "valeria_vault_requests_total", operation=operation, outcome="ok") == ok
         assert value(m, "valeria_vault_request_duration_seconds_count", operation=operation) == n
+    assert value(m, "valeria_vault_requests_total", operation="read", outcome="missing") == 1
     # Keycloak: discovery once, a code exchange per login (3) plus refresh grants, userinfo each
     assert value(m, "valeria_keycloak_requests_total", operation="discovery", outcome="ok") == 1
     assert value(m, "valeria_keycloak_requests_total", operation="token", outcome="ok") >= 5
@@ -147,7 +157,7 @@ KNOWN_LABEL_VALUES = {
     *("login", "read", "revoke", "other", "ok", "error", "refused"),
     *("discovery", "token", "userinfo", "http_4xx", "http_5xx", "unreachable"),
     *("login_refused", "spawn", "spawn_refused", "spawn_failed", "stop", "admin_action"),
-    "uid-range",
+    *("uid-range", "missing"),
 }
 
 
@@ -173,9 +183,12 @@ def test_audit_log_has_one_json_line_per_event(observed):
     assert spawn["user"] == "alice" and spawn["uid"] == uid and spawn["gid"] == gid
     assert spawn["supplemental_gids"] == groups
 
-    (refused,) = by_event["spawn_refused"]
-    assert refused["user"] == "bob" and refused["reason"] == "uid-range" and refused["status"] == 403
-    assert "uid" not in refused  # no plan was made
+    refused = by_event["spawn_refused"]
+    assert [(r["user"], r["reason"], r["status"]) for r in refused] == [
+        ("bob", "uid-range", 403),
+        ("bob", "missing", 403),
+    ]
+    assert not any("uid" in r for r in refused)  # no plan was made
 
     assert [line["user"] for line in by_event["stop"]] == ["alice"]
     admin = [(a["actor"], a["method"], a["path"], a["target"], a["status"]) for a in by_event["admin_action"]]
