@@ -166,17 +166,23 @@ def audited_login(get_user: Callable[..., Awaitable[Any]]) -> Callable[..., Awai
 
 
 def spawn_fields(spawner: Any) -> dict[str, Any]:
-    """Who and what a spawn is about: user, server name, and (once known) identity, image, profile."""
+    """Who and what a spawn is about: user, server name, and once planned, identity, image, profile.
+
+    Before the plan a KubeSpawner's `image` is still its default (the profile is applied in its
+    `_start`), so a refusal at that point names only the user and the server.
+    """
+    fields: dict[str, Any] = {"user": spawner.user.name, "server": getattr(spawner, "name", "") or ""}
     plan = getattr(spawner, "plan", None)
+    if plan is None:
+        return fields
     options = getattr(spawner, "user_options", None)
-    fields: dict[str, Any] = {
-        "user": spawner.user.name,
-        "server": getattr(spawner, "name", "") or "",
-        "image": getattr(spawner, "image", None) or (plan.image if plan is not None else None),
-        "profile": options.get("profile") if isinstance(options, Mapping) else None,
-    }
-    if plan is not None:
-        fields.update(uid=plan.uid, gid=plan.gid, supplemental_gids=list(plan.supplemental_gids))
+    fields.update(
+        uid=plan.uid,
+        gid=plan.gid,
+        supplemental_gids=list(plan.supplemental_gids),
+        image=getattr(spawner, "image", None) or plan.image,
+        profile=options.get("profile") if isinstance(options, Mapping) else None,
+    )
     return fields
 
 
