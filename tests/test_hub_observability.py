@@ -107,7 +107,12 @@ def observed(tmp_path_factory, oidc_provider, openbao, postgres):
             f"{hub.url}/hub/metrics", headers={"Authorization": f"token {metrics_token}"}, timeout=30
         )
         assert r.status_code == 200, r.text[:300]
-        yield hub, r.text, [s for s in leaks if s]
+        exported = r.text
+        # the metrics service may read metrics and nothing else: its attempt to stop a server fails
+        as_metrics = {"Authorization": f"token {metrics_token}"}
+        r = requests.delete(f"{hub.url}/hub/api/users/alice/server", headers=as_metrics, timeout=30)
+        assert r.status_code == 403
+        yield hub, exported, [s for s in leaks if s]
     finally:
         hub.stop()
 
@@ -196,7 +201,10 @@ def test_audit_log_has_one_json_line_per_event(observed):
     assert len(stop) == 1 and stop[0][4] in (202, 204)
     assert ("bob", "POST", "/hub/api/users/dave", "dave", 201) in admin
     assert ("bob", "DELETE", "/hub/api/users/dave", "dave", 204) in admin
-    assert all(a["actor_kind"] == "user" for a in by_event["admin_action"])
+    # a refused attempt by a service is an admin action too
+    assert ("metrics", "DELETE", "/hub/api/users/alice/server", "alice", 403) in admin
+    kinds = {a["actor"]: a["actor_kind"] for a in by_event["admin_action"]}
+    assert kinds == {"bob": "user", "metrics": "service"}
     # users' own spawns and stops are not admin actions
     assert not any(a["actor"] == a["target"] for a in by_event["admin_action"])
 
