@@ -63,3 +63,16 @@ else:
 
     c.JupyterHub.spawner_class = LocalDatalakeSpawner
     c.LocalDatalakeSpawner.valeria_settings = settings
+
+# --- seeing it: audit log on stdout, metrics at /hub/metrics (docs/operations.md) ---------------
+from valeria_hub.audit import audit_logger, log_request  # noqa: E402
+
+audit_logger()
+c.JupyterHub.tornado_settings.update({"log_function": log_request})
+if settings.metrics_token:
+    # Prometheus scrapes /hub/metrics with this service's token: read:metrics and nothing else.
+    # The token goes in service_tokens: the OpenShift template declares the service and its role on
+    # the command line (beside the culler), which replaces these two lists when it does.
+    c.JupyterHub.service_tokens.update({settings.metrics_token.get(): "metrics"})
+    c.JupyterHub.services.append({"name": "metrics"})
+    c.JupyterHub.load_roles.append({"name": "metrics", "scopes": ["read:metrics"], "services": ["metrics"]})

@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 from jupyterhub.app import JupyterHub
 from kubernetes_asyncio.client import ApiClient
+from valeria_hub.audit import spawn_fields
 from valeria_hub.plan import build_plan, parse_identity, parse_s3_keys
 
 from tests.fixtures.hub import FakeHubUser
@@ -51,6 +52,14 @@ def configured_hub(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
 
 async def render_pod(app: JupyterHub, profile: str) -> dict:
     """What KubeSpawner._start does before creating the pod, for alice with her Vault identity."""
+    spawner = await prepared_spawner(app, profile)
+    pod = await spawner.get_pod_manifest()
+    pod = spawner.modify_pod_hook(spawner, pod)
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+async def prepared_spawner(app: JupyterHub, profile: str):
+    """alice's spawner with her plan applied and ``profile`` chosen, as in KubeSpawner._start."""
     spawner_class = app.config.JupyterHub.spawner_class
     spawner = spawner_class(_mock=True, user=FakeHubUser(), config=app.config)
     settings = spawner.valeria_settings
@@ -64,9 +73,7 @@ async def render_pod(app: JupyterHub, profile: str) -> dict:
     spawner.apply_plan(plan)
     spawner.user_options = {"profile": profile}
     await spawner.load_user_options()
-    pod = await spawner.get_pod_manifest()
-    pod = spawner.modify_pod_hook(spawner, pod)
-    return ApiClient().sanitize_for_serialization(pod)
+    return spawner
 
 
 def scc_refusals(scc: dict, pod: dict, service_account_allowed: bool) -> list[str]:
@@ -164,3 +171,43 @@ async def test_notebook_pod_is_admitted_by_the_scc_and_fenced(
         )
         for r in hub_rules
     )
+
+
+@pytest.mark.parametrize("profile", ["scipy", "r"])
+async def test_notebook_pod_is_scraped_and_its_image_pre_pulled(profile, kubeconfig, configured_hub):
+    pod = await render_pod(configured_hub, profile)
+    container = pod["spec"]["containers"][0]
+    monitoring = render("valeria-monitoring.yaml")
+    monitor = one(monitoring, "PodMonitor")
+    labels = pod["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in {p["name"] for p in container["ports"]}
+    # the target is rewritten to the metrics port the notebook images serve on
+    (rewrite,) = [r for r in endpoint["relabelings"] if r["targetLabel"] == "__address__"]
+    port = int(rewrite["replacement"].rsplit(":", 1)[1])
+    dockerfile = (REPO / "images" / f"notebook-{profile}" / "Dockerfile").read_text()
+    assert f"ENV VALERIA_METRICS_PORT={port}" in dockerfile
+    policy = one(monitoring, "NetworkPolicy", "notebooks-metrics")
+    assert all(labels.get(k) == v for k, v in policy["spec"]["podSelector"]["matchLabels"].items())
+    assert policy["spec"]["ingress"][0]["ports"][0]["port"] == port
+    # the image puller has this flavour's image on every node before the first spawn
+    puller = one(render("valeria-cluster.yaml"), "DaemonSet", "image-puller")
+    assert container["image"] in {c["image"] for c in puller["spec"]["template"]["spec"]["initContainers"]}
+
+
+async def test_the_audit_line_of_a_kubernetes_spawn_names_identity_image_and_profile(
+    kubeconfig, configured_hub
+):
+    spawner = await prepared_spawner(configured_hub, "r")
+    fields = spawn_fields(spawner)
+    assert fields == {
+        "user": "alice",
+        "server": "",
+        "image": "image-registry.openshift-image-registry.svc:5000/valeria/valeria-notebook-r:0.1.0",
+        "profile": "r",
+        "uid": UID,
+        "gid": GID,
+        "supplemental_gids": GROUPS,
+    }
+    assert S3_SECRET not in json.dumps(fields)

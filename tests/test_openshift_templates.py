@@ -25,6 +25,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.fixtures.hub import worktree_path
+
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "openshift" / "templates"
 TOOLS = REPO / "openshift" / "tools"
@@ -59,6 +61,7 @@ PARAMS = {
     },
     "valeria-cluster.yaml": {"NAMESPACE": "valeria"},
     "valeria-builds.yaml": {"GIT_URI": "https://git.example.org/valeria/valeria-jupyterhub.git"},
+    "valeria-monitoring.yaml": {"NAMESPACE": "valeria"},
 }
 TEMPLATE_FILES = sorted(TEMPLATES.glob("*.yaml"))
 
@@ -249,7 +252,7 @@ def test_no_secret_values_in_templates() -> None:
         for p in template["parameters"]:
             if re.search(r"PASSWORD|SECRET$|CRYPT|TOKEN|KEY$", p["name"]) and not p["name"].endswith("_NAME"):
                 # HUB_SECRET, DB_SECRET...: names of admin-created Secrets, never values
-                if not re.fullmatch(r"(HUB|DB|OIDC|VAULT)_SECRET", p["name"]):
+                if not re.fullmatch(r"(HUB|DB|OIDC|VAULT|METRICS)_SECRET", p["name"]):
                     pytest.fail(f"{path.name}: parameter {p['name']} looks like a secret value")
             assert p.get("generate") is None, (
                 f"{path.name}: {p['name']} generates a value (a secret in the template)"
@@ -540,6 +543,7 @@ def hub_environment(hub: list[dict]) -> dict[str, str]:
         "valeria-hub-keys": {"crypt-key": "a" * 64, "cookie-secret": "b" * 64},
         "valeria-hub-db": {"password": "db-pass-not-logged"},
         "valeria-hub-oidc": {"client-secret": "oidc-secret-not-logged"},
+        "valeria-hub-metrics": {"token": "m" * 64},
     }
     container = one(hub, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     env: dict[str, str] = {}
@@ -605,6 +609,7 @@ print(json.dumps({
     "db_url": c.JupyterHub.db_url,
     "services": services,
     "roles": roles,
+    "service_tokens": sorted(c.JupyterHub.service_tokens.get_value({}).values()),
     "service_account": c.ValeriaKubeSpawner.service_account,
     "profiles": [p["slug"] for p in c.ValeriaKubeSpawner.profile_list],
 }))
@@ -625,7 +630,7 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
         in (REPO / "images" / "hub" / "Dockerfile").read_text()
     )
     env = hub_environment(hub)
-    env.update({"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    env.update({"PATH": os.environ["PATH"], "HOME": str(tmp_path), **worktree_path()})
     result = subprocess.run(
         # the image's path of the file, mapped to the repository's (the COPY above ties them)
         [sys.executable, "-c", LOAD_CONFIG, json.dumps([str(config), *command[3:]]), str(config)],
@@ -646,15 +651,20 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
     assert loaded["service_account"] == "valeria-notebook"
     assert loaded["profiles"] == ["scipy", "r"]
     # the idle culler is a hub service with only the scopes it needs
-    (culler,) = loaded["services"]
-    assert culler["name"] == "idle-culler"
+    services = {s["name"]: s for s in loaded["services"]}
+    roles = {r["name"]: r for r in loaded["roles"]}
+    assert set(services) == set(roles) == {"idle-culler", "metrics"}
+    culler = services["idle-culler"]
     assert culler["command"][:3] == ["python3", "-m", "jupyterhub_idle_culler"]
     assert "--timeout=3600" in culler["command"]
-    (role,) = loaded["roles"]
+    role = roles["idle-culler"]
     assert role["services"] == ["idle-culler"]
     assert set(role["scopes"]) == {"list:users", "read:users:activity", "read:servers", "delete:servers"}
+    # Prometheus' service: read:metrics only, its token from the metrics Secret
+    assert services["metrics"] == {"name": "metrics"} and loaded["service_tokens"] == ["metrics"]
+    assert roles["metrics"] == {"name": "metrics", "services": ["metrics"], "scopes": ["read:metrics"]}
     # no secret made it into anything printed
-    for secret in ("db-pass-not-logged", "oidc-secret-not-logged", "a" * 64):
+    for secret in ("db-pass-not-logged", "oidc-secret-not-logged", "a" * 64, "m" * 64):
         assert secret not in result.stdout + result.stderr
 
 
@@ -669,3 +679,64 @@ def test_culler_accepts_the_template_options(hub: list[dict]) -> None:
         assert f"{option.split('=')[0]} " in result.stdout or f"{option.split('=')[0]}=" in result.stdout, (
             option
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# monitoring and the image puller
+
+
+def test_prometheus_scrapes_the_hub_with_the_metrics_token(hub: list[dict]) -> None:
+    monitoring = render("valeria-monitoring.yaml")
+    monitor = one(monitoring, "ServiceMonitor")
+    service = one(hub, "Service")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert all(service["metadata"]["labels"].get(k) == v for k, v in selector.items())
+    (endpoint,) = monitor["spec"]["endpoints"]
+    port = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])
+    assert endpoint["path"] == "/hub/metrics" and port["port"] == 8081
+    # the token Prometheus sends is the one the hub gives its `metrics` service
+    container = one(hub, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    token_ref = next(e for e in container["env"] if e["name"] == "VALERIA_METRICS_TOKEN")["valueFrom"]
+    credentials = endpoint["authorization"]["credentials"]
+    assert {k: credentials[k] for k in ("name", "key")} == {
+        k: token_ref["secretKeyRef"][k] for k in ("name", "key")
+    }
+    assert {"targetLabel": "job", "replacement": "valeria-hub"} in endpoint["relabelings"]
+    # Prometheus reaches the hub's API port and the notebooks' metrics port, and nothing else
+    policies = objects_of(hub, "NetworkPolicy") + objects_of(monitoring, "NetworkPolicy")
+    prometheus = {
+        "labels": {},
+        "ns": {"kubernetes.io/metadata.name": "openshift-user-workload-monitoring"},
+        "ip": "10.129.0.9",
+    }
+    hub_pod = {"labels": one(hub, "Deployment")["spec"]["template"]["metadata"]["labels"], "ip": "10.128.0.4"}
+    notebook = {"labels": {"component": "singleuser-server"}, "ip": "10.128.2.7"}
+    assert connects(policies, prometheus, hub_pod, 8081)
+    assert not connects(policies, prometheus, hub_pod, 8000)
+    assert connects(policies, prometheus, notebook, 9090)
+    assert not connects(policies, prometheus, notebook, 8888)
+    # nor does it open the metrics port to anyone else
+    other_project = {"labels": {}, "ns": {"kubernetes.io/metadata.name": "elsewhere"}, "ip": "10.130.0.2"}
+    assert not connects(policies, other_project, notebook, 9090)
+    other_notebook = {"labels": {"component": "singleuser-server"}, "ip": "10.128.2.8"}
+    assert not connects(policies, other_notebook, notebook, 9090)
+
+
+def test_image_puller_pulls_every_notebook_flavour_on_every_node(hub: list[dict]) -> None:
+    puller = one(render("valeria-cluster.yaml"), "DaemonSet", "image-puller")
+    assert puller["metadata"]["namespace"] == "valeria"
+    spec = puller["spec"]["template"]["spec"]
+    profiles = json.loads(one(hub, "ConfigMap", "-env")["data"]["VALERIA_PROFILES"])
+    assert {c["image"] for c in spec["initContainers"]} == {p["image"] for p in profiles}
+    for container in spec["initContainers"]:
+        # run the image with a no-op command, so the kubelet pulls it; never pull again if present
+        assert container["command"] == ["/bin/sh", "-c", "echo pulled"]
+        assert container["imagePullPolicy"] == "IfNotPresent"
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    (pause,) = spec["containers"]
+    assert "pause" in pause["image"] and pause["resources"]["limits"]["memory"] == "16Mi"
+    # every node: no node selector or affinity; no API token; the restricted SCC admits it
+    assert "nodeSelector" not in spec and "affinity" not in spec
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True and "runAsUser" not in spec["securityContext"]
+    assert puller["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "100%"

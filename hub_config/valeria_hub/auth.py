@@ -23,7 +23,9 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Integer, Unicode, default
 
+from .audit import audited_login, remember_login_name
 from .errors import SpawnRefused
+from .metrics import counted_refresh, timed_keycloak_fetch
 
 # JupyterHub 6.1 bug: BaseHandler.refresh_auth reads self._token_authenticated, which is only set
 # for token-authenticated requests; a cookie-authenticated API spawn whose refresh fails then dies
@@ -158,6 +160,10 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         self._discovered = True
         self.log.info("OIDC realm %s discovered", self.realm_url)
 
+    httpfetch = timed_keycloak_fetch(GenericOAuthenticator.httpfetch)
+    get_authenticated_user = audited_login(GenericOAuthenticator.get_authenticated_user)
+
+    @remember_login_name
     async def authenticate(self, handler, data=None, **kwargs):
         await self.discover()
         try:
@@ -189,6 +195,7 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         expires_at = auth_state.get("expires_at") or _jwt_exp(auth_state.get("access_token"))
         return bool(expires_at) and time.time() < float(expires_at) - self.refresh_margin
 
+    @counted_refresh
     async def refresh_user(self, user, handler=None, **kwargs):
         """True while the token is fresh; a new auth model after a refresh grant; False → log in again."""
         if not self.enable_auth_state:

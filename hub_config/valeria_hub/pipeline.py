@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .errors import SpawnRefused
+from .metrics import stage
 from .plan import SpawnPlan, build_plan, check_username, parse_identity, parse_s3_keys
 from .settings import HubSettings
 from .vault import VaultClient
@@ -38,13 +39,15 @@ async def plan_spawn(
     """Run the whole pipeline for one spawn and return the validated plan."""
     log = log or logging.getLogger("valeria_hub.pipeline")
     check_username(username)
-    auth_state = await auth_state_source()
+    with stage("token_refresh"):
+        auth_state = await auth_state_source()
     access_token, sub = token_and_subject(auth_state)
     log.info("Spawn of %s: reading identity and S3 keys from Vault (%s auth)", username, settings.vault_auth)
     secrets = await vault.read_user_secrets(username, sub, access_token)
-    identity = parse_identity(secrets.identity, settings)
-    keys = parse_s3_keys(secrets.s3)
-    plan = build_plan(settings, username, identity, keys, image=image)
+    with stage("plan"):
+        identity = parse_identity(secrets.identity, settings)
+        keys = parse_s3_keys(secrets.s3)
+        plan = build_plan(settings, username, identity, keys, image=image)
     log.info(
         "Spawn of %s planned: uid=%d gid=%d groups=%s",
         username,

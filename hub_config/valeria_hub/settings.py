@@ -133,6 +133,8 @@ class HubSettings:
     proxy_should_start: bool
     db_url: str
     db_password: Secret
+    #: token of the `metrics` hub service (scope read:metrics only) that Prometheus scrapes with
+    metrics_token: Secret
     # vault
     vault_addr: str
     vault_cacert: str | None
@@ -199,6 +201,7 @@ class HubSettings:
             proxy_should_start=env.boolean("VALERIA_PROXY_SHOULD_START", True),
             db_url=env.db_url("VALERIA_DB_URL", "sqlite:///jupyterhub.sqlite"),
             db_password=Secret(environ.get("VALERIA_DB_PASSWORD", "")),
+            metrics_token=Secret(env.optional_secret("VALERIA_METRICS_TOKEN", min_length=32)),
             vault_addr=env.url("VALERIA_VAULT_ADDR").rstrip("/"),
             vault_cacert=env.optional("VALERIA_VAULT_CACERT"),
             vault_auth=vault_auth,
@@ -286,6 +289,12 @@ class _Reader:
         value = self.environ.get(name, "").strip()
         if not value:
             raise SettingsError(f"{name} is required and not set (see docs/environment.md)")
+        return value
+
+    def optional_secret(self, name: str, min_length: int) -> str:
+        value = self.environ.get(name, "").strip()
+        if value and len(value) < min_length:
+            raise SettingsError(f"{name} must be at least {min_length} characters: `openssl rand -hex 32`")
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from traitlets import Instance
 from traitlets.config import LoggingConfigurable
 
+from . import metrics
+from .audit import audit, spawn_fields
 from .errors import SpawnRefused
 from .pipeline import AuthStateSource, plan_spawn
 from .plan import SpawnPlan
@@ -37,6 +39,35 @@ class PlannedSpawnerMixin(LoggingConfigurable):
                 "The hub is misconfigured (no settings); contact the administrators.", "config"
             )
         vault = VaultClient(self.valeria_settings, log=self.log)
-        return await plan_spawn(
-            self.valeria_settings, vault, self.user.name, self._auth_state_source(), log=self.log
-        )
+        try:
+            return await plan_spawn(
+                self.valeria_settings, vault, self.user.name, self._auth_state_source(), log=self.log
+            )
+        except SpawnRefused as e:
+            self._refused(e)
+            raise
+
+    def _refused(self, error: SpawnRefused) -> None:
+        reason = metrics.count_refusal(error)
+        audit("spawn_refused", **spawn_fields(self), reason=reason, status=error.status_code)
+
+    async def start(self):
+        """The spawner's own start (after make_plan), timed and audited."""
+        try:
+            with metrics.stage("start"):
+                result = await super().start()
+        except SpawnRefused as e:
+            self._refused(e)
+            raise
+        except Exception as e:
+            audit("spawn_failed", **spawn_fields(self), reason=type(e).__name__)
+            raise
+        metrics.SPAWNS.inc()
+        audit("spawn", **spawn_fields(self))
+        return result
+
+    async def stop(self, now=False):
+        try:
+            return await super().stop(now=now)
+        finally:
+            audit("stop", **spawn_fields(self))

@@ -20,6 +20,7 @@ import hvac.exceptions
 import requests
 
 from .errors import VaultError
+from .metrics import timed_vault_call
 from .settings import HubSettings
 
 T = TypeVar("T")
@@ -68,6 +69,7 @@ class VaultClient:
         verify: bool | str = self.settings.vault_cacert or True
         return hvac.Client(url=self.settings.vault_addr, verify=verify, timeout=self.settings.vault_timeout)
 
+    @timed_vault_call
     async def _call(self, step: str, fn: Callable[[], T]) -> T:
         """Run one blocking hvac call in a thread, with a timeout and bounded retries."""
         attempts = 1 + self.settings.vault_retries

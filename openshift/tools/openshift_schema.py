@@ -3,7 +3,9 @@
 kubernetes-validate knows only Kubernetes' own kinds. For OpenShift's (Route, ImageStream,
 BuildConfig, SecurityContextConstraints, Template) this module writes down the API fields the
 templates may use, from the OpenShift 4 API reference (route.openshift.io/v1,
-image.openshift.io/v1, build.openshift.io/v1, security.openshift.io/v1, template.openshift.io/v1):
+image.openshift.io/v1, build.openshift.io/v1, security.openshift.io/v1, template.openshift.io/v1),
+and of the Prometheus Operator's ServiceMonitor and PodMonitor (monitoring.coreos.com/v1, which
+OpenShift's monitoring stack serves):
 field names, types, enums and required fields. It is a subset: a field that is not listed is an
 error, so a typo (`insecureEdgeTerminationPolicy: redirect`, `spec.tls.terminaton`) fails the tests
 instead of being silently dropped by the API server.
@@ -281,17 +283,69 @@ TEMPLATE = obj(
     ("apiVersion", "kind", "metadata", "objects"),
 )
 
+_SELECTOR = obj({"matchLabels": STRMAP})
+_RELABEL = obj(
+    {
+        "sourceLabels": arr(S),
+        "separator": S,
+        "targetLabel": S,
+        "regex": S,
+        "modulus": I0,
+        "replacement": S,
+        "action": enum("replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod"),
+    }
+)
+_SCRAPE = {
+    "port": S,
+    "path": S,
+    "scheme": enum("http", "https"),
+    "interval": S,
+    "scrapeTimeout": S,
+    "honorLabels": B,
+    "authorization": obj(
+        {"type": S, "credentials": obj({"name": S, "key": S, "optional": B}, ("name", "key"))},
+        ("credentials",),
+    ),
+    "relabelings": arr(_RELABEL),
+    "metricRelabelings": arr(_RELABEL),
+}
+
+
+def _monitor(kind: str, endpoints: str) -> dict:
+    """ServiceMonitor (`endpoints`) and PodMonitor (`podMetricsEndpoints`): the same shape."""
+    spec = obj(
+        {"selector": _SELECTOR, "jobLabel": S, endpoints: arr(obj(_SCRAPE, ("port",)))},
+        ("selector", endpoints),
+    )
+    return obj(
+        {
+            "apiVersion": enum("monitoring.coreos.com/v1"),
+            "kind": enum(kind),
+            "metadata": METADATA,
+            "spec": spec,
+        },
+        ("apiVersion", "kind", "metadata", "spec"),
+    )
+
+
+SERVICE_MONITOR = _monitor("ServiceMonitor", "endpoints")
+POD_MONITOR = _monitor("PodMonitor", "podMetricsEndpoints")
+
 SCHEMAS = {
     ("route.openshift.io/v1", "Route"): ROUTE,
     ("image.openshift.io/v1", "ImageStream"): IMAGE_STREAM,
     ("build.openshift.io/v1", "BuildConfig"): BUILD_CONFIG,
     ("security.openshift.io/v1", "SecurityContextConstraints"): SCC,
     ("template.openshift.io/v1", "Template"): TEMPLATE,
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
+    ("monitoring.coreos.com/v1", "PodMonitor"): POD_MONITOR,
 }
 
 
 def is_openshift(obj_: dict) -> bool:
-    return ".openshift.io/" in str(obj_.get("apiVersion", ""))
+    """True for the kinds this module validates (not Kubernetes' own, which kubernetes-validate does)."""
+    api = str(obj_.get("apiVersion", ""))
+    return ".openshift.io/" in api or api.startswith("monitoring.coreos.com/")
 
 
 def validate(obj_: dict) -> list[str]:

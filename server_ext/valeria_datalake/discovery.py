@@ -32,6 +32,7 @@ from typing import Any
 
 from tornado.web import HTTPError
 
+from .metrics import counted_discovery
 from .s3.errors import classify, s3_error_code
 from .s3.models import CHECKPOINT_PREFIX, EPOCH, as_utc
 
@@ -108,6 +109,7 @@ class BucketDiscovery:
             self.log.warning("Datalake bucket discovery: %s", reason)
             self._last_problem = reason
 
+    @counted_discovery
     async def _discover(self) -> Discovery:
         try:
             fs = await self.get_fs()

@@ -16,10 +16,12 @@ This module imports no S3 code: ``jupyter server extension list`` instantiates t
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool
+from traitlets import Bool, Integer, Unicode, default
 
 #: LabApp settings that stop JupyterLab from fetching its news feed and checking PyPI for updates
 QUIET_LAB = {
@@ -94,6 +96,26 @@ class DatalakeExtension(ExtensionApp):
         "a notebook server on a research platform does not phone home.",
     )
 
+    metrics_port = Integer(
+        0,
+        config=True,
+        help="Also serve the Prometheus metrics (jupyter-server's and the datalake's) without a token "
+        "on this port, which the hub's proxy does not route: for the cluster's Prometheus, fenced by a "
+        "NetworkPolicy. 0: off (the token-protected /metrics stays). Default: $VALERIA_METRICS_PORT.",
+    )
+    metrics_ip = Unicode(
+        "0.0.0.0",
+        config=True,
+        help="Address the metrics port listens on (all interfaces: Prometheus scrapes the pod's IP).",
+    )
+
+    @default("metrics_port")
+    def _default_metrics_port(self) -> int:
+        raw = os.environ.get("VALERIA_METRICS_PORT", "").strip()
+        return int(raw) if raw.isdigit() else 0
+
+    _metrics_server: Any = None
+
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         super()._link_jupyter_server_extension(serverapp)
         link(serverapp)
@@ -103,6 +125,10 @@ class DatalakeExtension(ExtensionApp):
                 self.log.info("valeria_datalake: JupyterLab calls home off: %s", ", ".join(changed))
 
     def initialize_settings(self) -> None:
+        if self.metrics_port:
+            from .metrics import serve_metrics
+
+            self._metrics_server = serve_metrics(self.metrics_ip, self.metrics_port, self.log)
         cm = active_manager(self.serverapp)
         if cm is None:
             self.log.info(
@@ -125,6 +151,10 @@ class DatalakeExtension(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Abort unfinished chunked uploads and close the S3 clients (server shutdown)."""
+        if self._metrics_server is not None:
+            server, self._metrics_server = self._metrics_server, None
+            await asyncio.to_thread(server.shutdown)  # waits for its serving thread's poll
+            server.server_close()
         cm = active_manager(self.serverapp)
         if cm is None:
             return

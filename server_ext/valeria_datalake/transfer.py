@@ -37,6 +37,7 @@ from typing import Any
 
 from tornado.web import HTTPError
 
+from .metrics import counted_transfer
 from .paths import MAX_KEY_BYTES, MAX_NAME_BYTES, key_problem
 from .posix import PosixRoot
 from .s3.backend import S3Bucket, run_bounded
@@ -453,6 +454,7 @@ def _copy_local(src: str, dst: PosixSide, rel: str) -> None:
         shutil.copystat(f.fileno(), out.fileno())
 
 
+@counted_transfer
 async def transfer(
     src: Side,
     dst: Side,

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from ..metrics import count_listing_lookup
 from .models import (
     CHECKPOINT_PREFIX,
     FOLDER_MARKER,
@@ -52,12 +53,11 @@ class ListingCache:
 
     def get(self, bucket: str, prefix: str) -> Listing | None:
         hit = self._entries.get((bucket, prefix))
-        if hit is None:
-            return None
-        if time.monotonic() - hit[0] > self.ttl:
+        fresh = hit is not None and time.monotonic() - hit[0] <= self.ttl
+        count_listing_lookup(fresh)
+        if hit is not None and not fresh:
             del self._entries[(bucket, prefix)]
-            return None
-        return hit[1]
+        return hit[1] if fresh else None
 
     def put(self, bucket: str, prefix: str, listing: Listing) -> None:
         if self.ttl <= 0:

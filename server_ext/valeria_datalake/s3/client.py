@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from aiobotocore.session import AioSession
 from s3fs import S3FileSystem
+
+from ..metrics import instrument_session
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL")
 
@@ -112,6 +115,7 @@ def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
         config_kwargs=config_kwargs,
         asynchronous=True,
         loop=asyncio.get_running_loop(),
+        session=instrument_session(AioSession()),  # every request counted (metrics.py)
         skip_instance_cache=True,
         use_listings_cache=True,
         listings_expiry_time=settings.listings_cache_ttl,
@@ -135,7 +139,7 @@ def make_sync_client(settings: S3Settings) -> Any:
     from botocore.config import Config
 
     client_kwargs, config_kwargs = client_options(settings)
-    return botocore.session.get_session().create_client(
+    return instrument_session(botocore.session.get_session()).create_client(
         "s3",
         endpoint_url=settings.endpoint_url,
         aws_access_key_id=settings.access_key_id,
