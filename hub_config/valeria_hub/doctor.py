@@ -34,13 +34,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .kube import create_rights, make_user_secret
 from .settings import HubSettings, SettingsError
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 CHECKS = ("keycloak", "vault", "database", "s3", "nfs", "kubernetes")
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-#: what KubeSpawner and the per-user Secret need (the Role in openshift/templates/valeria-hub.yaml)
-KUBE_NEEDS = (
+#: what KubeSpawner needs (the Role in openshift/templates/valeria-hub.yaml) ...
+KUBE_POD_NEEDS = (
     ("create", "pods"),
     ("get", "pods"),
     ("list", "pods"),
@@ -48,11 +49,21 @@ KUBE_NEEDS = (
     ("delete", "pods"),
     ("list", "events"),
     ("watch", "events"),
-    ("create", "secrets"),
-    ("delete", "secrets"),
 )
-#: rights the hub must NOT have: reading the project's Secrets (admin Secrets, other users' keys)
-KUBE_TOO_MUCH = (("get", "secrets"), ("list", "secrets"))
+#: ... and what the API server checks when the hub creates the per-user Secret it really sends
+#: (RBAC, and OpenShift's OwnerReferencesPermissionEnforcement for its owner reference)
+KUBE_NEEDS = KUBE_POD_NEEDS + tuple(
+    sorted(create_rights(make_user_secret("probe", "probe", {}, owner_pod=("probe", "probe-uid"))))
+)
+#: rights the hub must NOT have: reading or deleting the project's Secrets (admin Secrets, other
+#: users' keys), blocking pod deletion, claiming storage
+KUBE_TOO_MUCH = (
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("delete", "secrets"),
+    ("update", "pods/finalizers"),
+    ("create", "persistentvolumeclaims"),
+)
 #: environment variables whose values are secrets, beyond those HubSettings holds as Secret
 SECRET_ENV = (
     "JUPYTERHUB_CRYPT_KEY",
@@ -456,10 +467,14 @@ def check_kubernetes(settings: HubSettings, opts: Options, environ: Mapping[str,
     verify = str(sa / "ca.crt") if (sa / "ca.crt").is_file() else True
 
     def allowed(verb: str, resource: str) -> bool:
+        kind, _, subresource = resource.partition("/")
+        attributes = {"namespace": namespace, "verb": verb, "resource": kind}
+        if subresource:
+            attributes["subresource"] = subresource
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}},
+            "spec": {"resourceAttributes": attributes},
         }
         response = session.post(
             f"{api}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
@@ -492,9 +507,9 @@ def check_kubernetes(settings: HubSettings, opts: Options, environ: Mapping[str,
             f"the hub's service account may {', '.join(extra)} in namespace {namespace}: more than it needs",
             "bind only the Role valeria-hub-spawner (not edit or admin)",
         )
-    return Result(
-        OK, "kubernetes", f"the hub may manage pods and create/delete Secrets in {namespace}, and no more"
-    )
+    can = ", ".join(f"{verb} {resource}" for verb, resource in KUBE_NEEDS)
+    cannot = ", ".join(f"{verb} {resource}" for verb, resource in KUBE_TOO_MUCH)
+    return Result(OK, "kubernetes", f"in {namespace} the hub may {can}; and no more: it may not {cannot}")
 
 
 # ------------------------------------------------------------------------------------------------ running

@@ -38,6 +38,12 @@ IDENTITY_TRAITS = frozenset(
         "extra_containers",
         "modify_pod_hook",
         "namespace",
+        # a label can make a notebook look like the hub to the NetworkPolicies
+        "extra_labels",
+        # code run as the user outside the notebook's own start, and where it starts
+        "lifecycle_hooks",
+        "working_dir",
+        "notebook_dir",
     }
 )
 
