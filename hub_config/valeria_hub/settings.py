@@ -271,8 +271,8 @@ class HubSettings:
         return {"PGPASSWORD": self.db_password.get()}
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SLUG_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class _Reader:
@@ -368,7 +368,7 @@ class _Reader:
 
     def path_segment(self, name: str, default: str) -> str:
         value = self.get(name, default).strip("/")
-        if not all(_NAME_RE.match(part) for part in value.split("/")):
+        if not all(_NAME_RE.fullmatch(part) for part in value.split("/")):
             raise SettingsError(f"{name} must be a mount path like 'secret', got {value!r}")
         return value
 
@@ -409,7 +409,7 @@ class _Reader:
             for key in ("slug", "display_name", "image"):
                 if not isinstance(entry.get(key), str) or not entry[key].strip():
                     raise SettingsError(f"{where} needs a non-empty string {key!r}")
-            if not _SLUG_RE.match(entry["slug"]):
+            if not _SLUG_RE.fullmatch(entry["slug"]):
                 raise SettingsError(f"{where}.slug must be lowercase letters, digits and '-'")
             override = entry.get("kubespawner_override", {})
             if not isinstance(override, dict):

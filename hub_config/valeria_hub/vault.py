@@ -24,7 +24,7 @@ from .settings import HubSettings
 
 T = TypeVar("T")
 
-_SUB_RE = re.compile(r"^[A-Za-z0-9._@:-]{1,255}$")
+_SUB_RE = re.compile(r"[A-Za-z0-9._@:-]{1,255}")
 _RETRYABLE = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
@@ -46,7 +46,7 @@ class UserSecrets:
 
 def kv_path(template: str, username: str, sub: str | None) -> str:
     """Fill a path template; `{sub}` needs a subject that is safe in a path."""
-    if "{sub}" in template and (not sub or not _SUB_RE.match(sub) or ".." in sub):
+    if "{sub}" in template and (not sub or not _SUB_RE.fullmatch(sub) or ".." in sub):
         raise VaultError(f"Your account has no usable subject id for Vault; {_CONTACT}", reason="bad-subject")
     return template.format(username=username, sub=sub or "")
 
