@@ -87,7 +87,7 @@ def healthy_env(oidc_provider, openbao, postgres, moto_site, kube_api) -> dict[s
         "VALERIA_OIDC_REALM_URL": oidc_provider.issuer,
         "VALERIA_OIDC_CLIENT_ID": OIDC_CLIENT_ID,
         "VALERIA_OIDC_CLIENT_SECRET": OIDC_CLIENT_SECRET,
-        "VALERIA_OIDC_ALLOWED_GROUPS": "researchers",
+        "VALERIA_OIDC_ALLOWED_GROUPS": "/researchers",
         "VALERIA_DB_URL": postgres.url("jupyterhub"),
         "VALERIA_DB_PASSWORD": postgres.hub_password,
         "VALERIA_VAULT_ADDR": openbao.addr,

@@ -40,8 +40,8 @@ def make_authenticator(realm_url: str, margin: int = 60) -> KeycloakAuthenticato
         oauth_callback_url=HUB_CALLBACK,
         enable_auth_state=True,
         manage_groups=True,
-        allowed_groups={"researchers"},
-        admin_groups={"hub-admins"},
+        allowed_groups={"/researchers"},
+        admin_groups={"/hub-admins"},
         refresh_margin=margin,
     )
 
@@ -67,10 +67,18 @@ async def test_discovery_sets_keycloak_endpoints(oidc_provider):
 async def test_groups_map_to_allowed_and_admin(oidc_provider):
     auth = make_authenticator(oidc_provider.issuer)
     bob = await login_state(auth, oidc_provider, "bob")
-    assert bob["admin"] is True and "researchers" in bob["groups"]
+    assert bob["admin"] is True and "/researchers" in bob["groups"]
     assert await auth.check_allowed("bob", bob)
     carol = await login_state(auth, oidc_provider, "carol")
     assert not carol["admin"] and not await auth.check_allowed("carol", carol)
+
+
+async def test_groups_compared_by_full_path(oidc_provider):
+    """/elsewhere/researchers and /x/hub-admins are other groups: no login, no admin."""
+    auth = make_authenticator(oidc_provider.issuer)
+    mallory = await login_state(auth, oidc_provider, "mallory")
+    assert mallory["groups"] == ["/elsewhere/researchers", "/x/hub-admins"]
+    assert not mallory["admin"] and not await auth.check_allowed("mallory", mallory)
 
 
 async def test_fresh_token_is_not_refreshed(oidc_provider):

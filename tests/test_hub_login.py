@@ -15,7 +15,7 @@ def test_allowed_user_logs_in(hub, oidc_provider):
     assert r.status_code == 200 and r.url == f"{hub.url}/hub/home"
     me = hub_api(hub, session, "GET", "/user").json()
     assert me["name"] == "alice" and me["admin"] is False
-    assert "researchers" in me["groups"]
+    assert "/researchers" in me["groups"]
     # the user, and their encrypted tokens, are in the PostgreSQL database
     state = hub.auth_state("alice")
     assert state["oauth_user"]["preferred_username"] == "alice"

@@ -178,9 +178,10 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         return auth_state
 
     async def get_user_groups(self, auth_state: dict) -> set:
-        # Keycloak's group mapper may send full paths ("/researchers"); compare names without the slash
+        # Full group paths, compared exactly with the configured ones ("/researchers"): Keycloak's
+        # group mapper must have "Full group path" on, so "/x/researchers" never passes as "/researchers"
         groups = await super().get_user_groups(auth_state)
-        return {g.lstrip("/") for g in groups if isinstance(g, str)}
+        return {g for g in groups if isinstance(g, str)}
 
     def token_is_fresh(self, auth_state: dict | None) -> bool:
         """True if the stored access token is valid for more than refresh_margin seconds."""

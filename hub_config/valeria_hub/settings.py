@@ -190,8 +190,8 @@ class HubSettings:
             oidc_client_id=env.required("VALERIA_OIDC_CLIENT_ID"),
             oidc_client_secret=Secret(env.required("VALERIA_OIDC_CLIENT_SECRET")),
             oidc_ca_bundle=env.optional("VALERIA_OIDC_CA_BUNDLE"),
-            oidc_allowed_groups=env.csv("VALERIA_OIDC_ALLOWED_GROUPS", required=True),
-            oidc_admin_groups=env.csv("VALERIA_OIDC_ADMIN_GROUPS"),
+            oidc_allowed_groups=env.group_paths("VALERIA_OIDC_ALLOWED_GROUPS", required=True),
+            oidc_admin_groups=env.group_paths("VALERIA_OIDC_ADMIN_GROUPS"),
             oidc_scopes=env.csv("VALERIA_OIDC_SCOPES") or ("openid", "profile", "email"),
             token_refresh_margin=access_ttl_margin,
             auth_refresh_age=env.integer("VALERIA_AUTH_REFRESH_AGE", 60, minimum=1),
@@ -339,8 +339,22 @@ class _Reader:
     def csv(self, name: str, required: bool = False) -> tuple[str, ...]:
         items = tuple(item.strip() for item in self.environ.get(name, "").split(",") if item.strip())
         if required and not items:
-            raise SettingsError(f"{name} is required: a comma-separated list, e.g. 'researchers'")
+            raise SettingsError(f"{name} is required: a comma-separated list, e.g. '/researchers'")
         return items
+
+    def group_paths(self, name: str, required: bool = False) -> tuple[str, ...]:
+        """Full Keycloak group paths (`/researchers`, `/org/team`), compared exactly at login.
+
+        A bare name would match a group of that name anywhere in the tree (Keycloak's mapper sends
+        only the last segment when "Full group path" is off), so `/x/researchers` could pass.
+        """
+        paths = self.csv(name, required=required)
+        for path in paths:
+            if not path.startswith("/") or "" in path[1:].split("/"):
+                raise SettingsError(
+                    f"{name} must list full Keycloak group paths such as /researchers, got {path!r}"
+                )
+        return paths
 
     def url(self, name: str, default: str | None = None) -> str:
         value = self.get(name, default or "") if default else self.required(name)

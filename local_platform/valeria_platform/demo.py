@@ -49,8 +49,9 @@ HUB_CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
 
 REALM = "valeria"
 CLIENT_ID = "jupyterhub"
-RESEARCHERS = "researchers"
-HUB_ADMINS = "hub-admins"
+#: full group paths, as Keycloak's group mapper sends them with "Full group path" on
+RESEARCHERS = "/researchers"
+HUB_ADMINS = "/hub-admins"
 DEMO_PASSWORD = "demo"
 
 #: username -> (uid, gid, supplementary gids, IdP groups)
