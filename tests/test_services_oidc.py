@@ -276,7 +276,8 @@ def test_username_and_groups_come_without_asking_for_the_groups_scope(oidc_provi
 def test_expired_access_token_is_refused_and_refresh_gives_a_valid_one(tmp_path) -> None:
     """A realm with 1-second access tokens: the expiry the hub's refresh logic must handle."""
     cb = "http://127.0.0.1:18125/cb"
-    user = {"username": "dora", "password": "pw-dora", "email": "dora@example.org", "groups": ["/researchers"]}
+    user = {"username": "dora", "password": "pw-dora", "email": "dora@example.org",
+            "groups": ["/researchers"]}  # fmt: skip
     with OIDCProvider(users=[user], clients=[{"client_id": "c", "client_secret": "s", "redirect_uris": [cb]}],
                       access_token_ttl=1, workdir=tmp_path / "oidc") as provider:  # fmt: skip
         tokens = provider.login("dora", "c", "s", cb)
