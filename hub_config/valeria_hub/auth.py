@@ -177,6 +177,14 @@ class KeycloakAuthenticator(GenericOAuthenticator):
             auth_state["expires_at"] = _jwt_exp(token_info.get("access_token"))
         return auth_state
 
+    async def update_auth_model(self, auth_model: dict) -> dict:
+        """Never JupyterHub's admin flag (its built-in admin role reads every user's tokens), unless
+        `admin_groups` is configured; hub admins get the role valeria-admin through their group
+        (valeria_hub.roles). False, not None, so a flag left by an earlier version is cleared."""
+        auth_model = await super().update_auth_model(auth_model)
+        auth_model["admin"] = False
+        return auth_model
+
     async def get_user_groups(self, auth_state: dict) -> set:
         # Full group paths, compared exactly with the configured ones ("/researchers"): Keycloak's
         # group mapper must have "Full group path" on, so "/x/researchers" never passes as "/researchers"
