@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 
+import jwt
 import kubernetes_validate
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
@@ -363,7 +364,11 @@ def vault_spawner(openbao, tokens, **settings_env):
 
     class User(FakeHubUser):
         async def get_auth_state(self):
-            return {"access_token": tokens["access_token"], "oauth_user": {"preferred_username": "alice"}}
+            claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+            return {
+                "access_token": tokens["access_token"],
+                "oauth_user": {"preferred_username": "alice", "sub": claims["sub"]},
+            }
 
     spawner = ValeriaKubeSpawner(
         _mock=True,
@@ -400,7 +405,7 @@ async def test_refused_plan_creates_nothing(kubeconfig, openbao, oidc_provider):
     from tests.fixtures.services import HUB_CALLBACK, OIDC_CLIENT_SECRET
 
     tokens = oidc_provider.login("alice", "jupyterhub", OIDC_CLIENT_SECRET, HUB_CALLBACK)
-    spawner = vault_spawner(openbao, tokens, VALERIA_VAULT_IDENTITY_PATH="valeria/users/{username}/absent")
+    spawner = vault_spawner(openbao, tokens, VALERIA_VAULT_IDENTITY_PATH="valeria/users/{sub}/absent")
     with pytest.raises(SpawnRefused) as info:
         await spawner.start()
     assert info.value.reason == "missing"

@@ -57,3 +57,19 @@ def test_admin_cannot_read_other_users_tokens(hub, oidc_provider):
     assert session.get(f"{hub.url}/hub/admin", timeout=30).status_code == 200
     names = {u["name"] for u in hub_api(hub, session, "GET", "/users").json()}
     assert {"alice", "bob"} <= names
+
+
+def test_renamed_account_is_refused(hub, oidc_provider):
+    """A name freed and taken by another account (same preferred_username, new `sub`) is not the
+    old user: the hub keeps the first subject and refuses the newcomer, also after a logout."""
+    session, r = hub_login(hub, oidc_provider, "erin")
+    assert r.status_code == 200
+    first_sub = oidc_provider.subjects()["erin"]
+    assert hub.auth_state("erin")["sub"] == first_sub
+    session.get(f"{hub.url}/hub/logout", timeout=30)
+    new_sub = oidc_provider.recreate_user("erin")
+    assert new_sub != first_sub
+    session, r = hub_login(hub, oidc_provider, "erin")
+    assert r.status_code == 403 and "belongs to another account" in r.text
+    assert hub_api(hub, session, "GET", "/user").status_code == 403
+    assert hub.auth_state("erin")["sub"] == first_sub

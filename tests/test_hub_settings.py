@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "hub_config" / "jupyterhub_con
 def test_defaults_and_types():
     s = HubSettings.from_env(hub_env())
     assert s.vault_auth == "jwt" and s.vault_auth_mount == "jwt" and s.vault_role == "jupyterhub"
-    assert s.vault_s3_path == "valeria/users/{username}/s3"
+    assert s.vault_s3_path == "valeria/users/{sub}/s3"
     assert (s.uid_min, s.uid_max) == (1000, 2147483647)
     assert s.oidc_allowed_groups == ("/researchers",) and s.oidc_admin_groups == ("/hub-admins",)
     assert s.db_url == "sqlite:///jupyterhub.sqlite"
@@ -111,6 +112,8 @@ def _load_config(env: dict[str, str]) -> subprocess.CompletedProcess:
         "print(cfg.KeycloakAuthenticator.enable_auth_state, cfg.KeycloakAuthenticator.refresh_pre_spawn)\n"
         "print(cfg.ValeriaKubeSpawner.service_account or '-')\n"
     )
+    # the packages under test (a worktree's, via PYTHONPATH), not whatever the venv installed
+    env = {**{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}, **env}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
 
 

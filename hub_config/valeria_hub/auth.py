@@ -7,6 +7,11 @@
   `refresh_margin` seconds of expiry (and before every spawn: `refresh_pre_spawn`). A refused
   refresh (revoked or expired refresh token) returns False: the user must log in again.
 - Logout ends the Keycloak session: end-session endpoint with `id_token_hint`.
+- A hub user name is bound to the OIDC subject (`sub`) that first logged in with it: the auth
+  state keeps `sub` (also after logout, without the tokens), and a login or refresh whose `sub`
+  differs is refused. Where a realm lets names be freed and taken again (renames, deleted and
+  re-created accounts, first broker login), the new holder of a name never gets the old one's hub
+  user, and Vault paths follow `sub` anyway (configure-vault.sh).
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ if not hasattr(BaseHandler, "_token_authenticated"):
     BaseHandler._token_authenticated = False
 
 _KEYCLOAK_DOWN = "The login service (Keycloak) is not reachable right now. Please try again in a few minutes."
+_OTHER_ACCOUNT = (
+    "This user name belongs to another account on this hub, so the login was refused; "
+    "contact the platform administrators."
+)
 
 
 def _jwt_exp(token: str | None) -> float | None:
@@ -66,8 +75,9 @@ class KeycloakLogoutHandler(OAuthLogoutHandler):
         auth_state = await user.get_auth_state()
         self._end_session_url = await self.authenticator.end_session_url(auth_state)
         if auth_state:
-            # the tokens die with the Keycloak session; keeping them would only invite misuse
-            await user.save_auth_state(None)
+            # the tokens die with the Keycloak session; keeping them would only invite misuse.
+            # The subject stays: it binds this user name to its account for the next login.
+            await user.save_auth_state({"sub": auth_state["sub"]} if auth_state.get("sub") else None)
 
     async def render_logout_page(self):
         if self._end_session_url:
@@ -161,14 +171,31 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     async def authenticate(self, handler, data=None, **kwargs):
         await self.discover()
         try:
-            return await super().authenticate(handler, data, **kwargs)
+            auth_model = await super().authenticate(handler, data, **kwargs)
         except (HTTPClientError, OSError) as e:
             if isinstance(e, HTTPClientError) and e.code != 599 and e.code < 500:
                 raise web.HTTPError(403, "The login was refused by Keycloak; please try again.") from None
             raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+        if auth_model:
+            user = handler.find_user(auth_model["name"]) if handler is not None else None
+            stored = await user.get_auth_state() if user is not None else None
+            if not self.same_subject(stored, auth_model):
+                self.log.warning("Login as %s refused: not the subject stored for it", auth_model["name"])
+                raise web.HTTPError(403, _OTHER_ACCOUNT)
+        return auth_model
+
+    @staticmethod
+    def same_subject(stored: dict | None, auth_model: dict) -> bool:
+        """False if the user name was first used by another subject; True for a new name (or one
+        stored before subjects were kept), which this login then binds."""
+        new = (auth_model.get("auth_state") or {}).get("sub")
+        old = (stored or {}).get("sub")
+        return bool(new) and (old is None or old == new)
 
     def build_auth_state_dict(self, token_info, user_info):
         auth_state = super().build_auth_state_dict(token_info, user_info)
+        # the immutable subject: the Vault paths use it, and it binds the user name (authenticate)
+        auth_state["sub"] = user_info.get("sub") if isinstance(user_info.get("sub"), str) else None
         now = time.time()
         expires_in = token_info.get("expires_in")
         if isinstance(expires_in, int | float) and expires_in > 0:
@@ -239,7 +266,11 @@ class KeycloakAuthenticator(GenericOAuthenticator):
                 "Userinfo with a fresh token for %s failed (%s): new login needed", user.name, e.code
             )
             return False
-        if not await self.check_allowed(auth_model["name"], auth_model) or auth_model["name"] != user.name:
+        if (
+            not await self.check_allowed(auth_model["name"], auth_model)
+            or auth_model["name"] != user.name
+            or not self.same_subject(auth_state, auth_model)
+        ):
             self.log.warning("%s is no longer allowed after a token refresh: new login needed", user.name)
             return False
         self.log.info("Refreshed the access token of %s", user.name)

@@ -221,10 +221,10 @@ class HubSettings:
             ),
             vault_kv_mount=env.path_segment("VALERIA_VAULT_KV_MOUNT", "secret"),
             vault_s3_path=env.template(
-                "VALERIA_VAULT_S3_PATH", "valeria/users/{username}/s3", {"username", "sub"}
+                "VALERIA_VAULT_S3_PATH", "valeria/users/{sub}/s3", {"username", "sub"}
             ),
             vault_identity_path=env.template(
-                "VALERIA_VAULT_IDENTITY_PATH", "valeria/users/{username}/posix", {"username", "sub"}
+                "VALERIA_VAULT_IDENTITY_PATH", "valeria/users/{sub}/posix", {"username", "sub"}
             ),
             vault_timeout=env.number("VALERIA_VAULT_TIMEOUT", 5.0, minimum=0.1),
             vault_retries=env.integer("VALERIA_VAULT_RETRIES", 2, minimum=0, maximum=10),
