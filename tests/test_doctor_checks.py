@@ -279,6 +279,29 @@ def test_vault_that_cannot_reach_keycloak_is_reported(healthy_env, nfs_port, tmp
     assert checks["vault"].startswith("FAIL") and "cannot fetch Keycloak's keys" in checks["vault"], text
 
 
+def test_vault_older_than_the_templated_policy_fix_fails(healthy_env, nfs_port, openbao, capsys) -> None:
+    """The real OpenBao, judged against a minimum above its own version: the failure path."""
+    version = openbao.client().sys.read_health_status(method="GET")["version"]
+    code, checks, text = run_doctor(
+        healthy_env, nfs_port, capsys, "--only", "vault", "--min-openbao-version", "99.0.0"
+    )
+    assert code == 1 and checks["vault"].startswith("FAIL"), text
+    assert f"OpenBao {version} is older than 99.0.0" in checks["vault"] and "'*'" in checks["vault"]
+    code, checks, text = run_doctor(
+        healthy_env, nfs_port, capsys, "--only", "vault", "--min-openbao-version", version
+    )
+    assert code == 0, text
+
+
+def test_version_rule() -> None:
+    opts = doctor.Options()
+    assert doctor.vault_version_problem({"version": "2.5.9"}, opts)  # OpenBao before the fix
+    assert doctor.vault_version_problem({"version": "2.6.0"}, opts) is None
+    assert doctor.vault_version_problem({"version": "1.21.3+ent", "enterprise": True}, opts)
+    assert doctor.vault_version_problem({"version": "2.0.4", "enterprise": False}, opts) is None
+    assert doctor.vault_version_problem({}, opts) == "OpenBao did not say its version"
+
+
 def test_invalid_settings_exit_2_naming_the_variable(healthy_env, nfs_port, capsys) -> None:
     env = {k: v for k, v in healthy_env.items() if k != "JUPYTERHUB_CRYPT_KEY"}
     code, checks, text = run_doctor(env, nfs_port, capsys)

@@ -75,6 +75,13 @@ SECRET_ENV = (
 )
 
 
+#: The first releases that refuse `+` and `*` in the rendered output of a templated policy path
+#: (docs/vault.md, with sources). Older servers let a user whose alias name (or metadata) holds a
+#: `*` read everyone's secrets through the one templated policy.
+MIN_OPENBAO_VERSION = "2.6.0"
+MIN_VAULT_VERSION = "2.0.4"
+
+
 @dataclass(frozen=True)
 class Result:
     status: str
@@ -95,6 +102,38 @@ class Options:
     sample_user: str = "jdoe"
     sample_uid: int | None = None
     service_account_dir: str = SERVICE_ACCOUNT_DIR
+    min_openbao_version: str = MIN_OPENBAO_VERSION
+    min_vault_version: str = MIN_VAULT_VERSION
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """(2, 7, 2) from "2.7.2", "v2.7.2" or "1.21.3+ent"; () if there is no leading number."""
+    parts = []
+    for piece in text.lstrip("v").split("+")[0].split("-")[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def vault_version_problem(health: Mapping[str, object], opts: Options) -> str | None:
+    """Why this server's version cannot be trusted with templated policies, or None.
+
+    Vault's sys/health has an `enterprise` field; OpenBao's does not.
+    """
+    flavour, minimum = (
+        ("Vault", opts.min_vault_version) if "enterprise" in health else ("OpenBao", opts.min_openbao_version)
+    )
+    version = str(health.get("version") or "")
+    found = _version_tuple(version)
+    if not found:
+        return f"{flavour} did not say its version"
+    if found < _version_tuple(minimum):
+        return (
+            f"{flavour} {version} is older than {minimum}, the first release that refuses '+' and '*' "
+            "in templated policy paths"
+        )
+    return None
 
 
 def _short(error: BaseException) -> str:
@@ -227,6 +266,14 @@ def check_vault(settings: HubSettings, opts: Options) -> Result:
     if health.status_code not in (200, 429, 472, 473):
         return Result(
             FAIL, "vault", f"{addr}/v1/sys/health answered HTTP {health.status_code}", "is this Vault?"
+        )
+    try:
+        health_doc = health.json()
+    except ValueError:
+        health_doc = {}
+    if problem := vault_version_problem(health_doc if isinstance(health_doc, dict) else {}, opts):
+        return Result(
+            FAIL, "vault", f"{addr}: {problem}", "upgrade Vault/OpenBao (docs/vault.md, minimum versions)"
         )
     mount, role = settings.vault_auth_mount, settings.vault_role
     if settings.vault_auth == "jwt":
@@ -590,6 +637,16 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         default=SERVICE_ACCOUNT_DIR,
         help=f"the pod's service account token, CA and namespace (default {SERVICE_ACCOUNT_DIR})",
     )
+    parser.add_argument(
+        "--min-openbao-version",
+        default=MIN_OPENBAO_VERSION,
+        help=f"oldest acceptable OpenBao (default {MIN_OPENBAO_VERSION}; see docs/vault.md)",
+    )
+    parser.add_argument(
+        "--min-vault-version",
+        default=MIN_VAULT_VERSION,
+        help=f"oldest acceptable HashiCorp Vault (default {MIN_VAULT_VERSION}; see docs/vault.md)",
+    )
     args = parser.parse_args(argv)
     only = tuple(c.strip() for c in args.only.split(",") if c.strip())
     unknown = set(only) - set(CHECKS)
@@ -602,6 +659,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         sample_user=args.user,
         sample_uid=args.uid,
         service_account_dir=args.service_account_dir,
+        min_openbao_version=args.min_openbao_version,
+        min_vault_version=args.min_vault_version,
     )
     results = run_checks(environ, only, opts)
     try:
