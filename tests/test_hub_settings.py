@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from valeria_hub.settings import HubSettings, SettingsError
 
-from tests.fixtures.hub import hub_env
+from tests.fixtures.hub import code_under_test_env, hub_env
 
 CONFIG = Path(__file__).resolve().parent.parent / "hub_config" / "jupyterhub_config.py"
 
@@ -112,8 +111,7 @@ def _load_config(env: dict[str, str]) -> subprocess.CompletedProcess:
         "print(cfg.KeycloakAuthenticator.enable_auth_state, cfg.KeycloakAuthenticator.refresh_pre_spawn)\n"
         "print(cfg.ValeriaKubeSpawner.service_account or '-')\n"
     )
-    # the packages under test (a worktree's, via PYTHONPATH), not whatever the venv installed
-    env = {**{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}, **env}
+    env = {**code_under_test_env(), **env}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -659,8 +659,9 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
     )
     env = hub_environment(hub)
     env.update({"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
-    # the packages under test (a worktree's, via PYTHONPATH), not whatever the venv installed
-    env.update({k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ})
+    from tests.fixtures.hub import code_under_test_env
+
+    env.update(code_under_test_env())
     result = subprocess.run(
         # the image's path of the file, mapped to the repository's (the COPY above ties them)
         [sys.executable, "-c", LOAD_CONFIG, json.dumps([str(config), *command[3:]]), str(config)],
