@@ -16,11 +16,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from urllib.parse import urlencode
 
+import jwt
 from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
@@ -46,11 +45,12 @@ _OTHER_ACCOUNT = (
 
 def _jwt_exp(token: str | None) -> float | None:
     """The `exp` claim of a JWT, unverified (only used to schedule a refresh, never to trust)."""
+    if not token:
+        return None
     try:
-        payload = token.split(".")[1]  # type: ignore[union-attr]
-        payload += "=" * (-len(payload) % 4)
-        return float(json.loads(base64.urlsafe_b64decode(payload))["exp"])
-    except Exception:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+        return float(claims["exp"])
+    except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
         return None
 
 
@@ -230,6 +230,12 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         if not self.enable_auth_state:
             return True
         auth_state = await user.get_auth_state()
+        if self.refresh_user_hook is not None:
+            # oauthenticator's documented extension point: True, False or an auth model decide;
+            # None means "the default behaviour", i.e. the proactive refresh below
+            refreshed = await self._call_refresh_user_hook(user, auth_state)
+            if refreshed is not None:
+                return refreshed
         if not auth_state:
             return False
         if self.token_is_fresh(auth_state):
