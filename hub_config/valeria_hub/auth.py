@@ -28,6 +28,7 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Integer, Unicode, default
 
 from .errors import SpawnRefused
+from .oidc import DiscoveryError, discovery_url, parse_discovery
 
 # JupyterHub 6.1 bug: BaseHandler.refresh_auth reads self._token_authenticated, which is only set
 # for token-authenticated requests; a cookie-authenticated API spawn whose refresh fails then dies
@@ -146,25 +147,21 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         """Fill authorize/token/userinfo/end-session URLs from the realm's discovery document."""
         if self._discovered:
             return
-        url = self.realm_url.rstrip("/") + "/.well-known/openid-configuration"
+        url = discovery_url(self.realm_url)
         try:
             doc = await self.httpfetch(url, label="discovering the OIDC realm", validate_cert=True)
         except (HTTPClientError, OSError) as e:
             self.log.error("OIDC discovery at %s failed: %s", url, type(e).__name__)
             raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
-        required = ("issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint")
-        if not isinstance(doc, dict) or any(not doc.get(k) for k in required):
-            self.log.error("OIDC discovery document at %s lacks %s", url, ", ".join(required))
-            raise web.HTTPError(503, _KEYCLOAK_DOWN)
-        if doc["issuer"].rstrip("/") != self.realm_url.rstrip("/"):
-            self.log.error(
-                "OIDC issuer %s does not match the configured realm %s", doc["issuer"], self.realm_url
-            )
-            raise web.HTTPError(503, _KEYCLOAK_DOWN)
-        self.authorize_url = doc["authorization_endpoint"]
-        self.token_url = doc["token_endpoint"]
-        self.userdata_url = doc["userinfo_endpoint"]
-        self.end_session_endpoint = doc.get("end_session_endpoint") or ""
+        try:
+            found = parse_discovery(doc, self.realm_url)
+        except DiscoveryError as e:
+            self.log.error("OIDC discovery at %s: %s", url, e)
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+        self.authorize_url = found.authorization_endpoint
+        self.token_url = found.token_endpoint
+        self.userdata_url = found.userinfo_endpoint
+        self.end_session_endpoint = found.end_session_endpoint
         self._discovered = True
         self.log.info("OIDC realm %s discovered", self.realm_url)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .kube import create_rights, make_user_secret
+from .oidc import DiscoveryError, parse_discovery
 from .settings import HubSettings, SettingsError
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
@@ -194,29 +195,21 @@ def check_keycloak(settings: HubSettings, opts: Options) -> Result:
             "VALERIA_OIDC_REALM_URL must be the realm URL, e.g. https://sso.example.org/realms/valeria",
         )
     try:
-        discovery = response.json()
-    except ValueError:
-        return Result(
-            FAIL, "keycloak", f"discovery {url} did not answer JSON", "VALERIA_OIDC_REALM_URL is not a realm"
+        discovery = parse_discovery(response.json(), settings.oidc_realm_url)
+    except ValueError as e:  # not JSON, or DiscoveryError: the same rule as the hub's login
+        if not isinstance(e, DiscoveryError):
+            fix = "VALERIA_OIDC_REALM_URL is not a realm"
+            return Result(FAIL, "keycloak", f"discovery {url} did not answer JSON", fix)
+        fix = (
+            "use the realm URL exactly as Keycloak names its issuer (its frontend URL)"
+            if "issuer is" in str(e)
+            else "is this an OpenID Connect realm?"
         )
-    missing = [
-        k for k in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri") if k not in discovery
-    ]
-    if missing:
-        return Result(
-            FAIL, "keycloak", f"discovery lacks {', '.join(missing)}", "is this an OpenID Connect realm?"
-        )
-    if discovery["issuer"].rstrip("/") != settings.oidc_realm_url:
-        return Result(
-            FAIL,
-            "keycloak",
-            f"issuer is {discovery['issuer']}, not VALERIA_OIDC_REALM_URL {settings.oidc_realm_url}",
-            "use the realm URL exactly as Keycloak names its issuer (its frontend URL)",
-        )
+        return Result(FAIL, "keycloak", f"discovery {url}: {e}", fix)
     try:
-        keys = requests.get(discovery["jwks_uri"], timeout=opts.timeout, verify=verify).json().get("keys", [])
+        keys = requests.get(discovery.jwks_uri, timeout=opts.timeout, verify=verify).json().get("keys", [])
     except (requests.RequestException, ValueError) as e:
-        return Result(FAIL, "keycloak", f"signing keys {discovery['jwks_uri']} unreachable ({_short(e)})", "")
+        return Result(FAIL, "keycloak", f"signing keys {discovery.jwks_uri} unreachable ({_short(e)})", "")
     if not keys:
         return Result(
             FAIL, "keycloak", "the realm publishes no signing keys", "add an RS256 key provider to the realm"

@@ -253,7 +253,9 @@ class HubSettings:
 
     @property
     def discovery_url(self) -> str:
-        return f"{self.oidc_realm_url}/.well-known/openid-configuration"
+        from .oidc import discovery_url
+
+        return discovery_url(self.oidc_realm_url)
 
     @property
     def oauth_callback_url(self) -> str:
