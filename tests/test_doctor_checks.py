@@ -293,6 +293,36 @@ def test_vault_older_than_the_templated_policy_fix_fails(healthy_env, nfs_port, 
     assert code == 0, text
 
 
+def test_vault_check_per_auth_method(healthy_env, nfs_port, openbao, tmp_path, capsys) -> None:
+    """AppRole logs in with the hub's credential (and revokes the token); Kubernetes needs the token."""
+    root = openbao.client()
+    mount = "approle-doctor"
+    if f"{mount}/" not in root.sys.list_auth_methods()["data"]:
+        root.sys.enable_auth_method("approle", path=mount)
+    root.auth.approle.create_or_update_approle("hub", token_ttl="1m", mount_point=mount)
+    role_id = root.auth.approle.read_role_id("hub", mount_point=mount)["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("hub", mount_point=mount)["data"]["secret_id"]
+    approle = {
+        **healthy_env,
+        "VALERIA_VAULT_AUTH": "approle",
+        "VALERIA_VAULT_AUTH_MOUNT": mount,
+        "VALERIA_VAULT_APPROLE_ROLE_ID": role_id,
+        "VALERIA_VAULT_APPROLE_SECRET_ID": secret_id,
+    }
+    code, checks, text = run_doctor(approle, nfs_port, capsys, "--only", "vault")
+    assert code == 0 and "logged in with role" in checks["vault"] and secret_id not in text, text
+    wrong = {**approle, "VALERIA_VAULT_APPROLE_SECRET_ID": "wrong-" + secret_id}
+    code, checks, text = run_doctor(wrong, nfs_port, capsys, "--only", "vault")
+    assert code == 1 and "login refused" in checks["vault"], text
+    kube = {
+        **healthy_env,
+        "VALERIA_VAULT_AUTH": "kubernetes",
+        "VALERIA_VAULT_KUBE_TOKEN_PATH": str(tmp_path / "none"),
+    }
+    code, checks, text = run_doctor(kube, nfs_port, capsys, "--only", "vault")
+    assert code == 1 and "no service account token" in checks["vault"], text
+
+
 def test_version_rule() -> None:
     opts = doctor.Options()
     assert doctor.vault_version_problem({"version": "2.5.9"}, opts)  # OpenBao before the fix

@@ -269,20 +269,10 @@ def check_vault(settings: HubSettings, opts: Options) -> Result:
             FAIL, "vault", f"{addr}: {problem}", "upgrade Vault/OpenBao (docs/vault.md, minimum versions)"
         )
     mount, role = settings.vault_auth_mount, settings.vault_role
-    if settings.vault_auth == "jwt":
-        body = {"role": role, "jwt": _probe_jwt(settings.oidc_realm_url, settings.oidc_client_id)}
-    elif settings.vault_auth == "approle":
-        body = {
-            "role_id": settings.vault_approle_role_id,
-            "secret_id": settings.vault_approle_secret_id.get(),
-        }
-    else:
-        token_path = Path(settings.vault_kube_token_path)
-        if not token_path.is_file():
-            return Result(
-                FAIL, "vault", f"no service account token at {token_path}", "automount the hub's token"
-            )
-        body = {"role": role, "jwt": token_path.read_text().strip()}
+    make_body, judge = VAULT_LOGIN_CHECKS[settings.vault_auth]
+    body = make_body(settings)
+    if isinstance(body, Result):
+        return body
     try:
         login = requests.post(f"{addr}/v1/auth/{mount}/login", json=body, timeout=timeout, verify=verify)
     except requests.RequestException as e:
@@ -299,27 +289,61 @@ def check_vault(settings: HubSettings, opts: Options) -> Result:
             f"{where}: no {settings.vault_auth} auth method mounted there (HTTP {login.status_code})",
             "run openshift/vault/configure-vault.sh, or set VALERIA_VAULT_AUTH_MOUNT to the mount path",
         )
-    if "could not be found" in errors or "invalid role" in errors.lower():
+    # AppRole answers "invalid role or secret ID" to a wrong secret: that is a refused login, not a
+    # missing role
+    lowered = errors.lower()
+    if "could not be found" in errors or ("invalid role" in lowered and "secret id" not in lowered):
         return Result(
             FAIL,
             "vault",
             f"{where}: role {role!r} does not exist",
             "run openshift/vault/configure-vault.sh with VAULT_ROLE, or set VALERIA_VAULT_ROLE",
         )
-    if settings.vault_auth != "jwt":
-        if login.status_code == 200:
-            token = (login.json().get("auth") or {}).get("client_token")
-            if token:  # the doctor's own login: give the token back at once
-                requests.post(
-                    f"{addr}/v1/auth/token/revoke-self",
-                    headers={"X-Vault-Token": token},
-                    timeout=timeout,
-                    verify=verify,
-                )
-            return Result(OK, "vault", f"{where}: logged in with role {role!r} (and revoked the token)")
-        return Result(
-            FAIL, "vault", f"{where}: login refused ({errors or login.status_code})", "check the role"
-        )
+    return judge(login, errors, where, role, lambda token: _revoke(addr, token, timeout, verify))
+
+
+# Per auth method: the login body the doctor sends (or a FAIL before sending), and how it reads the
+# answer. JWT has no credential of the hub's to try, so it probes with a token no key signed.
+
+
+def _jwt_body(settings: HubSettings) -> dict | Result:
+    return {"role": settings.vault_role, "jwt": _probe_jwt(settings.oidc_realm_url, settings.oidc_client_id)}
+
+
+def _approle_body(settings: HubSettings) -> dict | Result:
+    return {"role_id": settings.vault_approle_role_id, "secret_id": settings.vault_approle_secret_id.get()}
+
+
+def _kubernetes_body(settings: HubSettings) -> dict | Result:
+    token_path = Path(settings.vault_kube_token_path)
+    if not token_path.is_file():
+        return Result(FAIL, "vault", f"no service account token at {token_path}", "automount the hub's token")
+    return {"role": settings.vault_role, "jwt": token_path.read_text().strip()}
+
+
+def _revoke(addr: str, token: str, timeout: float, verify: str | bool) -> None:
+    """The doctor's own login: give the token back at once."""
+    import requests
+
+    requests.post(
+        f"{addr}/v1/auth/token/revoke-self", headers={"X-Vault-Token": token}, timeout=timeout, verify=verify
+    )
+
+
+def _judge_credential_login(
+    login, errors: str, where: str, role: str, revoke: Callable[[str], None]
+) -> Result:
+    """AppRole and Kubernetes: the hub's own credential must log in."""
+    if login.status_code == 200:
+        token = (login.json().get("auth") or {}).get("client_token")
+        if token:
+            revoke(token)
+        return Result(OK, "vault", f"{where}: logged in with role {role!r} (and revoked the token)")
+    return Result(FAIL, "vault", f"{where}: login refused ({errors or login.status_code})", "check the role")
+
+
+def _judge_jwt_probe(login, errors: str, where: str, role: str, revoke: Callable[[str], None]) -> Result:
+    """JWT: Vault must fetch the realm's keys and refuse the unsigned probe."""
     if login.status_code == 200:
         return Result(
             FAIL,
@@ -344,6 +368,13 @@ def check_vault(settings: HubSettings, opts: Options) -> Result:
     return Result(
         WARN, "vault", f"{where}: unexpected answer to the probe (HTTP {login.status_code}: {errors})", ""
     )
+
+
+VAULT_LOGIN_CHECKS: dict[str, tuple[Callable[[HubSettings], dict | Result], Callable[..., Result]]] = {
+    "jwt": (_jwt_body, _judge_jwt_probe),
+    "approle": (_approle_body, _judge_credential_login),
+    "kubernetes": (_kubernetes_body, _judge_credential_login),
+}
 
 
 # ------------------------------------------------------------------------------------------------ database
