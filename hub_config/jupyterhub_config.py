@@ -30,11 +30,16 @@ c.KeycloakAuthenticator.enable_pkce = True
 c.KeycloakAuthenticator.manage_groups = True
 c.KeycloakAuthenticator.auth_state_groups_key = "oauth_user.groups"
 c.KeycloakAuthenticator.allowed_groups = set(settings.oidc_allowed_groups)
-c.KeycloakAuthenticator.admin_groups = set(settings.oidc_admin_groups)
 c.KeycloakAuthenticator.enable_auth_state = True
 c.KeycloakAuthenticator.refresh_pre_spawn = True
 c.KeycloakAuthenticator.auth_refresh_age = settings.auth_refresh_age
 c.KeycloakAuthenticator.refresh_margin = settings.token_refresh_margin
+
+# hub admins: the role valeria-admin for VALERIA_OIDC_ADMIN_GROUPS, not JupyterHub's admin flag,
+# whose built-in role holds admin:auth_state (every user's tokens)
+from valeria_hub.roles import admin_role  # noqa: E402
+
+c.JupyterHub.load_roles = [admin_role(settings.oidc_admin_groups)] if settings.oidc_admin_groups else []
 
 # --- hub, proxy, database -------------------------------------------------------------------------
 c.JupyterHub.bind_url = settings.proxy_bind_url

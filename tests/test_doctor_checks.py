@@ -4,30 +4,27 @@ Real: the Keycloak-shaped OIDC provider, OpenBao configured by openshift/vault/c
 PostgreSQL 15, and moto's S3 server (session fixtures). Faked, because they cannot run here:
 - the NFS server, stood in for by a TCP listener on loopback (the doctor only checks that the NFS
   port answers; the nodes, not the hub, mount the export);
-- the Kubernetes API server, stood in for by an HTTPS server on loopback that answers
+- the Kubernetes API server, stood in for by tests/fixtures/kube_api.py: it answers
   SelfSubjectAccessReviews by evaluating the rules of the Role rendered from
   openshift/templates/valeria-hub.yaml (so the doctor is checked against the real template).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import socket
-import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from valeria_hub import doctor
 from valeria_platform.oidc import OIDCProvider
 from valeria_platform.openbao import OpenBao, configure_vault
-from valeria_platform.tls import LocalCA
 
+from tests.fixtures.kube_api import FakeKubeAPI
 from tests.fixtures.s3 import free_port
 from tests.fixtures.services import OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
 from tests.test_openshift_templates import render
@@ -66,68 +63,12 @@ def nfs_port() -> Iterator[int]:
         server.close()
 
 
-class FakeKubeAPI:
-    """Answers SelfSubjectAccessReviews from a list of RBAC rules (a Role's `rules`)."""
-
-    def __init__(self, workdir: Path, rules: list[dict]) -> None:
-        self.rules = rules
-        self.reviews: list[dict] = []
-        ca = LocalCA.create(workdir / "ca")
-        tls = ca.issue(workdir / "tls", "kube-api")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tls.chain, tls.key)
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.headers.get("Authorization") != f"Bearer {SA_TOKEN}":
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                assert self.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
-                attrs = body["spec"]["resourceAttributes"]
-                api.reviews.append(attrs)
-                allowed = attrs["namespace"] == "valeria" and any(
-                    "" in r["apiGroups"]
-                    and attrs["resource"] in r["resources"]
-                    and attrs["verb"] in r["verbs"]
-                    for r in api.rules
-                )
-                answer = json.dumps({**body, "status": {"allowed": allowed}}).encode()
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        # the pod's service account folder, as Kubernetes mounts it
-        self.sa_dir = workdir / "serviceaccount"
-        self.sa_dir.mkdir()
-        (self.sa_dir / "token").write_text(SA_TOKEN)
-        (self.sa_dir / "namespace").write_text("valeria")
-        (self.sa_dir / "ca.crt").write_bytes(ca.cert.read_bytes())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
 TEMPLATE_ROLE_RULES = next(o for o in render("valeria-hub.yaml") if o["kind"] == "Role")["rules"]
 
 
 @pytest.fixture(scope="module")
 def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeKubeAPI]:
-    api = FakeKubeAPI(tmp_path_factory.mktemp("kube"), TEMPLATE_ROLE_RULES)
+    api = FakeKubeAPI(tmp_path_factory.mktemp("kube"), TEMPLATE_ROLE_RULES, SA_TOKEN)
     SERVICE_ACCOUNT["dir"] = api.sa_dir
     try:
         yield api
@@ -146,7 +87,7 @@ def healthy_env(oidc_provider, openbao, postgres, moto_site, kube_api) -> dict[s
         "VALERIA_OIDC_REALM_URL": oidc_provider.issuer,
         "VALERIA_OIDC_CLIENT_ID": OIDC_CLIENT_ID,
         "VALERIA_OIDC_CLIENT_SECRET": OIDC_CLIENT_SECRET,
-        "VALERIA_OIDC_ALLOWED_GROUPS": "researchers",
+        "VALERIA_OIDC_ALLOWED_GROUPS": "/researchers",
         "VALERIA_DB_URL": postgres.url("jupyterhub"),
         "VALERIA_DB_PASSWORD": postgres.hub_password,
         "VALERIA_VAULT_ADDR": openbao.addr,
@@ -187,7 +128,8 @@ def test_healthy_platform_passes_every_check(healthy_env, nfs_port, capsys) -> N
     assert (
         "127.0.0.1:/lustre/home/alice" in checks["nfs"] and "127.0.0.1:/lustre/scratch/1001" in checks["nfs"]
     )
-    assert "and no more" in checks["kubernetes"]
+    assert "and no more" in checks["kubernetes"] and "may not get secrets" in checks["kubernetes"]
+    assert "update pods/finalizers" in checks["kubernetes"].split("may not")[1]
 
 
 def test_kubernetes_check_asks_for_each_right_in_the_namespace(
@@ -196,7 +138,10 @@ def test_kubernetes_check_asks_for_each_right_in_the_namespace(
     kube_api.reviews.clear()
     code, checks, text = run_doctor(healthy_env, nfs_port, capsys, "--only", "kubernetes")
     assert code == 0, text
-    asked = {(r["verb"], r["resource"]) for r in kube_api.reviews}
+    asked = {
+        (r["verb"], r["resource"] + ("/" + r["subresource"] if r.get("subresource") else ""))
+        for r in kube_api.reviews
+    }
     assert asked == set(doctor.KUBE_NEEDS) | set(doctor.KUBE_TOO_MUCH)
     assert {r["namespace"] for r in kube_api.reviews} == {"valeria"}
 
@@ -217,8 +162,18 @@ def test_kubernetes_check_asks_for_each_right_in_the_namespace(
             "WARN",
             "more than it needs",
         ),
+        # an older Role: Secret delete and PVC rights the hub never uses
+        (
+            [
+                *TEMPLATE_ROLE_RULES,
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]},
+                {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create"]},
+            ],
+            "WARN",
+            "may delete secrets, create persistentvolumeclaims",
+        ),
     ],
-    ids=["no-binding", "no-secrets", "edit"],
+    ids=["no-binding", "no-secrets", "edit", "old-role"],
 )
 def test_kubernetes_rbac_problems(rules, status, words, healthy_env, nfs_port, kube_api, capsys) -> None:
     kube_api.rules = rules
@@ -322,6 +277,59 @@ def test_vault_that_cannot_reach_keycloak_is_reported(healthy_env, nfs_port, tmp
         vault.stop()
     assert code == 1, text
     assert checks["vault"].startswith("FAIL") and "cannot fetch Keycloak's keys" in checks["vault"], text
+
+
+def test_vault_older_than_the_templated_policy_fix_fails(healthy_env, nfs_port, openbao, capsys) -> None:
+    """The real OpenBao, judged against a minimum above its own version: the failure path."""
+    version = openbao.client().sys.read_health_status(method="GET")["version"]
+    code, checks, text = run_doctor(
+        healthy_env, nfs_port, capsys, "--only", "vault", "--min-openbao-version", "99.0.0"
+    )
+    assert code == 1 and checks["vault"].startswith("FAIL"), text
+    assert f"OpenBao {version} is older than 99.0.0" in checks["vault"] and "'*'" in checks["vault"]
+    code, checks, text = run_doctor(
+        healthy_env, nfs_port, capsys, "--only", "vault", "--min-openbao-version", version
+    )
+    assert code == 0, text
+
+
+def test_vault_check_per_auth_method(healthy_env, nfs_port, openbao, tmp_path, capsys) -> None:
+    """AppRole logs in with the hub's credential (and revokes the token); Kubernetes needs the token."""
+    root = openbao.client()
+    mount = "approle-doctor"
+    if f"{mount}/" not in root.sys.list_auth_methods()["data"]:
+        root.sys.enable_auth_method("approle", path=mount)
+    root.auth.approle.create_or_update_approle("hub", token_ttl="1m", mount_point=mount)
+    role_id = root.auth.approle.read_role_id("hub", mount_point=mount)["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("hub", mount_point=mount)["data"]["secret_id"]
+    approle = {
+        **healthy_env,
+        "VALERIA_VAULT_AUTH": "approle",
+        "VALERIA_VAULT_AUTH_MOUNT": mount,
+        "VALERIA_VAULT_APPROLE_ROLE_ID": role_id,
+        "VALERIA_VAULT_APPROLE_SECRET_ID": secret_id,
+    }
+    code, checks, text = run_doctor(approle, nfs_port, capsys, "--only", "vault")
+    assert code == 0 and "logged in with role" in checks["vault"] and secret_id not in text, text
+    wrong = {**approle, "VALERIA_VAULT_APPROLE_SECRET_ID": "wrong-" + secret_id}
+    code, checks, text = run_doctor(wrong, nfs_port, capsys, "--only", "vault")
+    assert code == 1 and "login refused" in checks["vault"], text
+    kube = {
+        **healthy_env,
+        "VALERIA_VAULT_AUTH": "kubernetes",
+        "VALERIA_VAULT_KUBE_TOKEN_PATH": str(tmp_path / "none"),
+    }
+    code, checks, text = run_doctor(kube, nfs_port, capsys, "--only", "vault")
+    assert code == 1 and "no service account token" in checks["vault"], text
+
+
+def test_version_rule() -> None:
+    opts = doctor.Options()
+    assert doctor.vault_version_problem({"version": "2.5.9"}, opts)  # OpenBao before the fix
+    assert doctor.vault_version_problem({"version": "2.6.0"}, opts) is None
+    assert doctor.vault_version_problem({"version": "1.21.3+ent", "enterprise": True}, opts)
+    assert doctor.vault_version_problem({"version": "2.0.4", "enterprise": False}, opts) is None
+    assert doctor.vault_version_problem({}, opts) == "OpenBao did not say its version"
 
 
 def test_invalid_settings_exit_2_naming_the_variable(healthy_env, nfs_port, capsys) -> None:

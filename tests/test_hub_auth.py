@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import jwt
 import pytest
 from tornado import web
 from valeria_hub.auth import KeycloakAuthenticator
@@ -40,8 +41,8 @@ def make_authenticator(realm_url: str, margin: int = 60) -> KeycloakAuthenticato
         oauth_callback_url=HUB_CALLBACK,
         enable_auth_state=True,
         manage_groups=True,
-        allowed_groups={"researchers"},
-        admin_groups={"hub-admins"},
+        allowed_groups={"/researchers"},
+        admin_groups={"/hub-admins"},
         refresh_margin=margin,
     )
 
@@ -67,10 +68,18 @@ async def test_discovery_sets_keycloak_endpoints(oidc_provider):
 async def test_groups_map_to_allowed_and_admin(oidc_provider):
     auth = make_authenticator(oidc_provider.issuer)
     bob = await login_state(auth, oidc_provider, "bob")
-    assert bob["admin"] is True and "researchers" in bob["groups"]
+    assert bob["admin"] is True and "/researchers" in bob["groups"]
     assert await auth.check_allowed("bob", bob)
     carol = await login_state(auth, oidc_provider, "carol")
     assert not carol["admin"] and not await auth.check_allowed("carol", carol)
+
+
+async def test_groups_compared_by_full_path(oidc_provider):
+    """/elsewhere/researchers and /x/hub-admins are other groups: no login, no admin."""
+    auth = make_authenticator(oidc_provider.issuer)
+    mallory = await login_state(auth, oidc_provider, "mallory")
+    assert mallory["groups"] == ["/elsewhere/researchers", "/x/hub-admins"]
+    assert not mallory["admin"] and not await auth.check_allowed("mallory", mallory)
 
 
 async def test_fresh_token_is_not_refreshed(oidc_provider):
@@ -79,6 +88,33 @@ async def test_fresh_token_is_not_refreshed(oidc_provider):
     user = StoredUser("alice", model["auth_state"])
     assert await auth.refresh_user(user) is True
     assert (await auth.fresh_auth_state(user))["access_token"] == model["auth_state"]["access_token"]
+
+
+async def test_refresh_user_hook_is_honoured(oidc_provider):
+    """oauthenticator's documented hook: True/False/auth model decide, None keeps our refresh."""
+    auth = make_authenticator(oidc_provider.issuer, margin=10)
+    model = await login_state(auth, oidc_provider, "alice")
+    user = StoredUser("alice", model["auth_state"])
+    seen = []
+
+    async def hook(authenticator, hook_user, auth_state):
+        seen.append((hook_user.name, auth_state["access_token"]))
+        return answers.pop(0)
+
+    answers = [False, None]
+    auth.refresh_user_hook = hook
+    assert await auth.refresh_user(user) is False  # the hook says: log in again
+    assert await auth.refresh_user(user) is True  # None: the default (a fresh token)
+    assert seen == [("alice", model["auth_state"]["access_token"])] * 2
+
+
+def test_jwt_expiry_read_with_pyjwt():
+    from valeria_hub.auth import _jwt_exp
+
+    token = jwt.encode({"sub": "s", "exp": 2_000_000_000}, "k" * 32, algorithm="HS256")
+    assert _jwt_exp(token) == 2_000_000_000.0
+    for bad in (None, "", "not-a-jwt", jwt.encode({"sub": "s"}, "k" * 32, algorithm="HS256")):
+        assert _jwt_exp(bad) is None
 
 
 async def test_expiring_token_is_refreshed_with_the_refresh_grant(oidc_provider):
@@ -134,7 +170,7 @@ async def test_issuer_mismatch_refused(oidc_provider, caplog):
     other.log.propagate = True
     with pytest.raises(web.HTTPError):
         await other.discover()
-    assert "does not match the configured realm" in caplog.text
+    assert "not the configured realm" in caplog.text
     assert other.authorize_url != oidc_provider.endpoint("auth")
 
 

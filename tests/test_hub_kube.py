@@ -11,16 +11,19 @@ from __future__ import annotations
 import base64
 import json
 
+import jwt
 import kubernetes_validate
 import pytest
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.rest import ApiException
 from valeria_hub.errors import SpawnRefused
-from valeria_hub.kube import ValeriaKubeSpawner, check_pod, make_user_secret, secret_name_for
+from valeria_hub.kube import ValeriaKubeSpawner, check_pod, create_rights, make_user_secret
 from valeria_hub.plan import build_plan, parse_identity, parse_s3_keys
 from valeria_hub.settings import HubSettings
 
 from tests.fixtures.hub import FakeHubUser, hub_env
+from tests.fixtures.kube_api import FakeKubeAPI
+from tests.test_openshift_templates import render as render_template
 
 K8S_VERSION = "1.30"
 SECRET = "alice-s3-secret-DO-NOT-LEAK"
@@ -93,7 +96,8 @@ async def test_keys_only_through_secret_key_ref(kubeconfig):
     spawner = make_spawner()
     pod = await render(spawner)
     env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
-    secret_name = secret_name_for(spawner.pod_name)
+    secret_name = spawner.credentials_secret_name
+    assert secret_name.startswith(spawner.pod_name + "-s3-")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):
         assert "value" not in env[name]
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": name, "optional": False}
@@ -120,7 +124,7 @@ async def test_secret_manifest_owned_by_pod(kubeconfig):
     await render(spawner)
     secret = spawner.secret_manifest("0b8f3c2e-uid")
     kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
-    assert secret["metadata"]["name"] == secret_name_for(spawner.pod_name)
+    assert secret["metadata"]["name"] == spawner.credentials_secret_name
     assert secret["metadata"]["namespace"] == "valeria"
     owner = secret["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", spawner.pod_name, "0b8f3c2e-uid")
@@ -136,34 +140,92 @@ async def test_secret_manifest_owned_by_pod(kubeconfig):
 class FakeCoreV1:
     """Stands in for the Kubernetes API (none can run here): records Secret requests."""
 
-    def __init__(self, conflict: bool = False, fail: int | None = None):
-        self.created, self.deleted, self.conflict, self.fail = [], [], conflict, fail
+    def __init__(self, fail: int | None = None):
+        self.created, self.fail = [], fail
 
     async def create_namespaced_secret(self, namespace, body):
         if self.fail:
-            raise ApiException(status=self.fail, reason="Forbidden")
-        if self.conflict:
-            self.conflict = False
-            raise ApiException(status=409, reason="Conflict")
+            raise ApiException(status=self.fail, reason=f"status {self.fail}")
         self.created.append((namespace, body))
-
-    async def delete_namespaced_secret(self, name, namespace):
-        self.deleted.append((namespace, name))
 
 
 async def test_secret_created_after_pod_with_owner(kubeconfig, caplog):
     spawner = make_spawner()
     pod = await render(spawner)
-    spawner.api = FakeCoreV1(conflict=True)
+    spawner.api = FakeCoreV1()
     pod["metadata"]["uid"] = "pod-uid-1"
     await spawner.after_pod_created_hook(spawner, pod)
     ((namespace, body),) = spawner.api.created
-    assert namespace == "valeria" and spawner.api.deleted == [("valeria", body["metadata"]["name"])]
+    assert namespace == "valeria" and body["metadata"]["name"] == spawner.credentials_secret_name
     assert body["metadata"]["ownerReferences"][0]["uid"] == "pod-uid-1"
-    spawner.api = FakeCoreV1(fail=403)
-    with pytest.raises(SpawnRefused):
-        await spawner.create_credentials_secret(pod)
+    # a Secret of that name already there is not ours (names are per spawn): refuse, never replace
+    for status in (403, 409):
+        spawner.api = FakeCoreV1(fail=status)
+        with pytest.raises(SpawnRefused):
+            await spawner.create_credentials_secret(pod)
     assert SECRET not in caplog.text and base64.b64encode(SECRET.encode()).decode() not in caplog.text
+
+
+# --- the Secret against an API server that enforces the Role as written and OpenShift's admission ---
+
+KUBE_TOKEN = "hub-sa-token"
+
+
+@pytest.fixture
+def openshift_api(tmp_path):
+    """tests/fixtures/kube_api.py with the Role rendered from openshift/templates/valeria-hub.yaml."""
+    role = next(o for o in render_template("valeria-hub.yaml") if o["kind"] == "Role")
+    api = FakeKubeAPI(tmp_path, role["rules"], KUBE_TOKEN)
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def core_v1_for(api: FakeKubeAPI) -> CoreV1Api:
+    conf = Configuration(host=api.url)
+    conf.ssl_ca_cert = str(api.ca_cert)
+    conf.api_key = {"BearerToken": KUBE_TOKEN}
+    conf.api_key_prefix = {"BearerToken": "Bearer"}
+    return CoreV1Api(ApiClient(conf))
+
+
+async def test_secret_admitted_by_openshift_with_the_templates_role(kubeconfig, openshift_api):
+    spawner = make_spawner()
+    pod = await render(spawner)
+    pod["metadata"]["uid"] = "pod-uid-2"
+    spawner.api = core_v1_for(openshift_api)
+    try:
+        await spawner.create_credentials_secret(pod)
+        # the same Secret with blockOwnerDeletion: true is what OpenShift refuses with this Role
+        blocking = spawner.secret_manifest("pod-uid-3")
+        blocking["metadata"]["name"] += "-blocking"
+        blocking["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = True
+        with pytest.raises(ApiException) as refused:
+            await spawner.api.create_namespaced_secret("valeria", blocking)
+    finally:
+        await spawner.api.api_client.close()
+    assert refused.value.status == 403
+    (created,) = openshift_api.secrets
+    assert created["metadata"]["name"] == spawner.credentials_secret_name
+    assert created["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is False
+    # the doctor asks for exactly the rights this manifest needs
+    assert create_rights(created) == {("create", "secrets")}
+    assert create_rights(blocking) == {("create", "secrets"), ("update", "pods/finalizers")}
+
+
+async def test_secret_name_is_new_for_every_spawn(kubeconfig):
+    """The kubelet caches immutable Secrets by name: a name reused after stop/start could serve old data."""
+    names = set()
+    spawner = make_spawner()
+    for _ in range(3):
+        spawner.begin_spawn()  # what start() does first
+        pod = await render(spawner)
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        ref = env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"]
+        assert ref == spawner.credentials_secret_name == spawner.secret_manifest("u")["metadata"]["name"]
+        names.add(ref)
+    assert len(names) == 3
 
 
 @pytest.mark.parametrize(
@@ -179,6 +241,11 @@ async def test_secret_created_after_pod_with_owner(kubeconfig, caplog):
         {"container_security_context": {"runAsUser": 0}},
         {"pod_security_context": {"runAsUser": 1}},
         {"environment": {"AWS_SECRET_ACCESS_KEY": SECRET}},
+        # a label can make a notebook look like the hub to the NetworkPolicies
+        {"extra_labels": {"hub.jupyter.org/network-access-hub": "true"}},
+        {"lifecycle_hooks": {"postStart": {"exec": {"command": ["sh", "-c", "id"]}}}},
+        {"working_dir": "/home/bob"},
+        {"notebook_dir": "/"},
     ],
 )
 async def test_profile_cannot_override_identity(kubeconfig, override):
@@ -219,7 +286,12 @@ def test_check_pod_refuses_plain_secret_and_foreign_nfs():
     base = {
         "spec": {
             "automountServiceAccountToken": False,
-            "securityContext": {"fsGroup": 2345, "supplementalGroups": [3000, 3001]},
+            "securityContext": {
+                "runAsUser": 1234,
+                "runAsGroup": 2345,
+                "fsGroup": 2345,
+                "supplementalGroups": [3000, 3001],
+            },
             "containers": [{"name": "notebook", "securityContext": {"runAsUser": 1234, "runAsGroup": 2345}}],
         }
     }
@@ -234,6 +306,41 @@ def test_check_pod_refuses_plain_secret_and_foreign_nfs():
     ]
     with pytest.raises(SpawnRefused):
         check_pod(foreign, PLAN, "s")
+
+
+@pytest.mark.parametrize("missing", ["runAsUser", "runAsGroup"])
+def test_check_pod_requires_the_plans_user_and_group(missing):
+    """Without runAsUser/runAsGroup the image's USER decides who the notebook runs as."""
+    pod = {
+        "spec": {
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsUser": 1234, "runAsGroup": 2345, "fsGroup": 2345,
+                                "supplementalGroups": [3000, 3001]},
+            "containers": [{"name": "notebook"}],
+        }
+    }  # fmt: skip
+    check_pod(pod, PLAN, "s")
+    del pod["spec"]["securityContext"][missing]
+    with pytest.raises(SpawnRefused) as info:
+        check_pod(pod, PLAN, "s")
+    assert "runAsUser/runAsGroup" in str(info.value)
+
+
+def test_check_pod_allows_only_the_expected_labels():
+    expected = {"component": "singleuser-server", "hub.jupyter.org/username": "alice"}
+    pod = {
+        "metadata": {"labels": dict(expected)},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsUser": 1234, "runAsGroup": 2345, "fsGroup": 2345,
+                                "supplementalGroups": [3000, 3001]},
+        },
+    }  # fmt: skip
+    check_pod(pod, PLAN, "s", labels=expected)
+    pod["metadata"]["labels"]["app.kubernetes.io/component"] = "hub"
+    with pytest.raises(SpawnRefused) as info:
+        check_pod(pod, PLAN, "s", labels=expected)
+    assert "pod labels" in str(info.value)
 
 
 # --- the same spawner, with its plan from the real OpenBao and a real user token -----------------
@@ -257,7 +364,11 @@ def vault_spawner(openbao, tokens, **settings_env):
 
     class User(FakeHubUser):
         async def get_auth_state(self):
-            return {"access_token": tokens["access_token"], "oauth_user": {"preferred_username": "alice"}}
+            claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+            return {
+                "access_token": tokens["access_token"],
+                "oauth_user": {"preferred_username": "alice", "sub": claims["sub"]},
+            }
 
     spawner = ValeriaKubeSpawner(
         _mock=True,
@@ -294,7 +405,7 @@ async def test_refused_plan_creates_nothing(kubeconfig, openbao, oidc_provider):
     from tests.fixtures.services import HUB_CALLBACK, OIDC_CLIENT_SECRET
 
     tokens = oidc_provider.login("alice", "jupyterhub", OIDC_CLIENT_SECRET, HUB_CALLBACK)
-    spawner = vault_spawner(openbao, tokens, VALERIA_VAULT_IDENTITY_PATH="valeria/users/{username}/absent")
+    spawner = vault_spawner(openbao, tokens, VALERIA_VAULT_IDENTITY_PATH="valeria/users/{sub}/absent")
     with pytest.raises(SpawnRefused) as info:
         await spawner.start()
     assert info.value.reason == "missing"

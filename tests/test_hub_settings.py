@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from valeria_hub.settings import HubSettings, SettingsError
 
-from tests.fixtures.hub import hub_env
+from tests.fixtures.hub import hub_env, worktree_path
 
 CONFIG = Path(__file__).resolve().parent.parent / "hub_config" / "jupyterhub_config.py"
 
@@ -18,9 +18,9 @@ CONFIG = Path(__file__).resolve().parent.parent / "hub_config" / "jupyterhub_con
 def test_defaults_and_types():
     s = HubSettings.from_env(hub_env())
     assert s.vault_auth == "jwt" and s.vault_auth_mount == "jwt" and s.vault_role == "jupyterhub"
-    assert s.vault_s3_path == "valeria/users/{username}/s3"
+    assert s.vault_s3_path == "valeria/users/{sub}/s3"
     assert (s.uid_min, s.uid_max) == (1000, 2147483647)
-    assert s.oidc_allowed_groups == ("researchers",) and s.oidc_admin_groups == ("hub-admins",)
+    assert s.oidc_allowed_groups == ("/researchers",) and s.oidc_admin_groups == ("/hub-admins",)
     assert s.db_url == "sqlite:///jupyterhub.sqlite"
     assert s.discovery_url == "http://127.0.0.1:9/realms/valeria/.well-known/openid-configuration"
     assert s.oauth_callback_url == "http://127.0.0.1:8000/hub/oauth_callback"
@@ -47,6 +47,10 @@ def test_secrets_never_in_repr_or_str():
         ({"VALERIA_OIDC_REALM_URL": "ftp://x"}, "VALERIA_OIDC_REALM_URL"),
         ({"VALERIA_OIDC_CLIENT_SECRET": ""}, "VALERIA_OIDC_CLIENT_SECRET"),
         ({"VALERIA_OIDC_ALLOWED_GROUPS": " , "}, "VALERIA_OIDC_ALLOWED_GROUPS"),
+        # bare names would match a group of that name anywhere in the realm's tree
+        ({"VALERIA_OIDC_ALLOWED_GROUPS": "researchers"}, "VALERIA_OIDC_ALLOWED_GROUPS"),
+        ({"VALERIA_OIDC_ADMIN_GROUPS": "/hub-admins,admins"}, "VALERIA_OIDC_ADMIN_GROUPS"),
+        ({"VALERIA_OIDC_ADMIN_GROUPS": "/org//admins"}, "VALERIA_OIDC_ADMIN_GROUPS"),
         ({"VALERIA_VAULT_AUTH": "token"}, "VALERIA_VAULT_AUTH"),
         ({"VALERIA_VAULT_AUTH": "approle"}, "VALERIA_VAULT_APPROLE_ROLE_ID"),
         ({"VALERIA_VAULT_TIMEOUT": "soon"}, "VALERIA_VAULT_TIMEOUT"),
@@ -107,6 +111,7 @@ def _load_config(env: dict[str, str]) -> subprocess.CompletedProcess:
         "print(cfg.KeycloakAuthenticator.enable_auth_state, cfg.KeycloakAuthenticator.refresh_pre_spawn)\n"
         "print(cfg.ValeriaKubeSpawner.service_account or '-')\n"
     )
+    env = {**worktree_path(), **env}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -120,7 +125,7 @@ def test_config_file_wires_settings():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "ValeriaKubeSpawner KeycloakAuthenticator"
-    assert lines[1] == "postgresql+psycopg2://hub@127.0.0.1:5/hub ['researchers']"
+    assert lines[1] == "postgresql+psycopg2://hub@127.0.0.1:5/hub ['/researchers']"
     assert lines[2] == "True True"
     assert lines[3] == "valeria-notebook"
     result = _load_config(hub_env(VALERIA_SPAWNER="local"))

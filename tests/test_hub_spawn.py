@@ -87,9 +87,10 @@ def test_bad_uid_in_vault_refuses_spawn_through_the_hub(hub, oidc_provider, open
     _, gid, groups, access, secret = VAULT_USERS["bob"]
     session, r = hub_login(hub, oidc_provider, "bob")
     assert r.status_code == 200
+    bob_sub = oidc_provider.subjects()["bob"]
     client = openbao.client()
     client.secrets.kv.v2.create_or_update_secret(
-        path="valeria/users/bob/posix", secret={"uid": str(uid), "gid": str(gid)}, mount_point="secret"
+        path=f"valeria/users/{bob_sub}/posix", secret={"uid": str(uid), "gid": str(gid)}, mount_point="secret"
     )
     try:
         r = hub_api(hub, session, "POST", "/users/bob/server")
@@ -102,22 +103,25 @@ def test_bad_uid_in_vault_refuses_spawn_through_the_hub(hub, oidc_provider, open
         assert page.status_code == 403 and message in page.text and secret not in page.text
         assert not hub.server_started("bob") and singleuser_processes(hub, "bob") == []
     finally:
-        write_user_secrets(openbao, "bob", access, secret, 1002, gid, groups)
+        write_user_secrets(openbao, bob_sub, access, secret, 1002, gid, groups)
     remember_tokens(hub, "bob")
 
 
 def test_missing_secret_refuses_spawn_through_the_hub(hub, oidc_provider, openbao):
     _, gid, groups, access, secret = VAULT_USERS["bob"]
     session, r = hub_login(hub, oidc_provider, "bob")
+    bob_sub = oidc_provider.subjects()["bob"]
     client = openbao.client()
-    client.secrets.kv.v2.delete_metadata_and_all_versions(path="valeria/users/bob/s3", mount_point="secret")
+    client.secrets.kv.v2.delete_metadata_and_all_versions(
+        path=f"valeria/users/{bob_sub}/s3", mount_point="secret"
+    )
     try:
         r = hub_api(hub, session, "POST", "/users/bob/server")
         assert r.status_code == 403, r.text
         assert "missing" in r.json()["message"]
         assert not hub.server_started("bob") and singleuser_processes(hub, "bob") == []
     finally:
-        write_user_secrets(openbao, "bob", access, secret, 1002, gid, groups)
+        write_user_secrets(openbao, bob_sub, access, secret, 1002, gid, groups)
 
 
 def test_revoked_refresh_token_forces_new_login(hub, oidc_provider):
@@ -161,7 +165,8 @@ def test_logout_ends_the_keycloak_session(hub, oidc_provider):
     r = session.post(urljoin(r.url, form.group(1)), data={**fields, "logout": "yes"}, timeout=30)
     assert r.url.startswith(f"{hub.url}/hub/login")
     assert hub_api(hub, session, "GET", "/user").status_code == 403
-    assert hub.auth_state("alice") is None  # the stored tokens are gone too
+    # the stored tokens are gone too; only the subject stays, binding the name to the account
+    assert hub.auth_state("alice") == {"sub": oidc_provider.subjects()["alice"]}
     # the Keycloak session is over: logging in again asks for the password
     r = session.get(f"{hub.url}/hub/oauth_login", timeout=30)
     assert 'id="kc-form-login"' in r.text

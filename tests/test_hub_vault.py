@@ -5,6 +5,8 @@ user tokens: the right identity on success, and a clear refusal, without secrets
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import socket
 import threading
@@ -24,9 +26,15 @@ CASE_SECRET = "case-secret-DO-NOT-LEAK"
 GOOD_S3 = {"access_key": "A", "secret_key": CASE_SECRET}
 
 
+#: alice's `sub`, set by the alice_token fixture (write_case needs it)
+ALICE_SUB: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def alice_token(oidc_provider) -> dict:
-    return oidc_provider.login("alice", OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, HUB_CALLBACK)
+    tokens = oidc_provider.login("alice", OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, HUB_CALLBACK)
+    ALICE_SUB[:] = [subject_of(tokens)]
+    return tokens
 
 
 def settings_for(openbao, **overrides) -> HubSettings:
@@ -41,12 +49,22 @@ def settings_for(openbao, **overrides) -> HubSettings:
     return HubSettings.from_env(env)
 
 
-def auth_state(tokens: dict) -> dict:
-    return {"access_token": tokens["access_token"], "oauth_user": {"sub": "x", "preferred_username": "alice"}}
+def subject_of(tokens: dict) -> str:
+    """The token's `sub`, read without checking anything (tests also pass broken tokens)."""
+    try:
+        payload = tokens["access_token"].split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    except (IndexError, ValueError, KeyError):
+        return "no-subject"
 
 
-async def run(settings, tokens, username="alice"):
-    state = auth_state(tokens)
+def auth_state(tokens: dict, sub: str | None = None) -> dict:
+    sub = sub or subject_of(tokens)
+    return {"access_token": tokens["access_token"], "oauth_user": {"sub": sub, "preferred_username": "alice"}}
+
+
+async def run(settings, tokens, username="alice", sub: str | None = None):
+    state = auth_state(tokens, sub)
 
     async def source():
         return state
@@ -55,16 +73,16 @@ async def run(settings, tokens, username="alice"):
 
 
 def write_case(openbao, case: str, posix: dict | None, s3: dict | None) -> dict[str, str]:
-    """Secrets for one case under alice's own subtree; returns the path overrides reading them."""
+    """Secrets for one case under alice's own subtree (her `sub`); returns the path overrides."""
     client = openbao.client()
-    base = f"valeria/users/alice/cases/{case}"
+    base = f"valeria/users/{ALICE_SUB[0]}/cases/{case}"
     if posix is not None:
         client.secrets.kv.v2.create_or_update_secret(path=f"{base}/posix", secret=posix, mount_point="secret")
     if s3 is not None:
         client.secrets.kv.v2.create_or_update_secret(path=f"{base}/s3", secret=s3, mount_point="secret")
     return {
-        "VALERIA_VAULT_IDENTITY_PATH": "valeria/users/{username}/cases/" + case + "/posix",
-        "VALERIA_VAULT_S3_PATH": "valeria/users/{username}/cases/" + case + "/s3",
+        "VALERIA_VAULT_IDENTITY_PATH": "valeria/users/{sub}/cases/" + case + "/posix",
+        "VALERIA_VAULT_S3_PATH": "valeria/users/{sub}/cases/" + case + "/s3",
     }
 
 
@@ -89,20 +107,23 @@ async def test_alice_gets_her_identity_and_token_is_revoked(openbao, alice_token
     assert vault_token_count(openbao) == before  # logged in, read, revoked
 
 
-async def test_alice_token_cannot_read_bob(openbao, alice_token):
+async def test_alice_token_cannot_read_bob(openbao, oidc_provider, alice_token):
     settings = settings_for(openbao)
     vault = VaultClient(settings)
+    bob_sub = oidc_provider.subjects()["bob"]
     client = await vault.login(alice_token["access_token"])
     try:
-        with pytest.raises(VaultError) as info:
-            await vault.read(client, "valeria/users/bob/s3")
-        assert info.value.reason == "forbidden"
-        assert (await vault.read(client, "valeria/users/alice/s3"))["access_key"] == VAULT_USERS["alice"][3]
+        for path in (f"valeria/users/{bob_sub}/s3", "valeria/users/bob/s3", "valeria/users/alice/s3"):
+            with pytest.raises(VaultError) as info:
+                await vault.read(client, path)
+            assert info.value.reason == "forbidden"
+        own = await vault.read(client, f"valeria/users/{subject_of(alice_token)}/s3")
+        assert own["access_key"] == VAULT_USERS["alice"][3]
     finally:
         await vault.revoke(client)
-    # and the username in the path cannot be forged: bob's path template with alice's token
+    # and the subject in the path cannot be forged: bob's subject in the hub's state, alice's token
     with pytest.raises(SpawnRefused) as info:
-        await run(settings, alice_token, username="bob")
+        await run(settings, alice_token, username="bob", sub=bob_sub)
     assert info.value.reason == "forbidden"
 
 
@@ -254,7 +275,7 @@ def test_kv_path_templates():
             kv_path("valeria/by-sub/{sub}/s3", "alice", bad)
 
 
-async def test_approle_auth_alternative(openbao):
+async def test_approle_auth_alternative(openbao, oidc_provider):
     """AppRole: the hub's own credential (a policy over all users' paths), instead of the user's JWT."""
     root = openbao.client()
     mount = "approle-hubtest"
@@ -278,7 +299,7 @@ async def test_approle_auth_alternative(openbao):
     assert secret_id not in repr(settings)
 
     async def no_user_token():
-        return {"access_token": "unused-by-approle", "oauth_user": {}}
+        return {"access_token": "unused-by-approle", "oauth_user": {"sub": oidc_provider.subjects()["bob"]}}
 
     plan = await plan_spawn(settings, VaultClient(settings), "bob", no_user_token)
     assert plan.uid == VAULT_USERS["bob"][0]

@@ -105,8 +105,8 @@ def test_vault_page_settings_are_read_by_the_script() -> None:
     # the commands the page gives are the scripts' real names and the hub's default paths
     assert "openshift/vault/configure-vault.sh" in page and "openshift/vault/put-user-secrets.sh" in page
     env = (DOCS / "environment.md").read_text()
-    assert "valeria/users/{username}/s3" in env and "valeria/users/{username}/s3" in page
-    assert "valeria/users/{username}/posix" in env and "valeria/users/{username}/posix" in page
+    assert "valeria/users/{sub}/s3" in env and "valeria/users/{sub}/s3" in page
+    assert "valeria/users/{sub}/posix" in env and "valeria/users/{sub}/posix" in page
 
 
 def test_secret_names_in_deploy_match_the_template_defaults() -> None:

@@ -51,8 +51,8 @@ PARAMS = {
         "NAMESPACE": "valeria",
         "HUB_HOST": "jupyter.apps.example.org",
         "OIDC_REALM_URL": "https://sso.example.org/realms/valeria",
-        "OIDC_ALLOWED_GROUPS": "researchers",
-        "OIDC_ADMIN_GROUPS": "hub-admins",
+        "OIDC_ALLOWED_GROUPS": "/researchers",
+        "OIDC_ADMIN_GROUPS": "/hub-admins",
         "DB_HOST": "postgres.example.org",
         "VAULT_ADDR": "https://vault.example.org:8200",
         "S3_ENDPOINT": "https://rgw.example.org",
@@ -321,8 +321,8 @@ def test_hub_role_grants_only_what_kubespawner_needs(hub: list[dict]) -> None:
     assert granted == {
         "pods": {"get", "list", "watch", "create", "delete"},
         "events": {"get", "list", "watch"},
-        "secrets": {"create", "delete"},  # the per-user Secret; never read or list the project's
-        "persistentvolumeclaims": {"get", "create", "delete"},
+        # the per-user Secret; never read, list or delete the project's (the GC deletes ours)
+        "secrets": {"create"},
     }
     for binding in objects_of(hub, "RoleBinding"):
         assert binding["roleRef"]["name"] not in ("edit", "admin", "cluster-admin")
@@ -451,6 +451,9 @@ def test_network_policies(hub: list[dict]) -> None:
     assert not connects(policies, ALICE, HUB_POD, 8001)  # the proxy's API
     assert not connects(policies, ALICE, HUB_POD, 8000)
     assert not connects(policies, ALICE, {"labels": {"app": "postgres"}, "ip": "10.128.5.5"}, 5432)
+    # nor the nodes' network (API server, kubelets) with OpenShift's default machine network
+    assert not connects(policies, ALICE, outside("10.0.0.5"), 6443)
+    assert not connects(policies, ALICE, outside("10.0.12.7"), 10250)
     # the hub's proxy reaches the notebooks, and the hub's own API through the Service (hairpin)
     assert connects(policies, HUB_POD, ALICE, 8888)
     assert connects(policies, HUB_POD, HUB_POD, 8081)
@@ -458,6 +461,33 @@ def test_network_policies(hub: list[dict]) -> None:
     assert connects(policies, router, HUB_POD, 8000)
     assert not connects(policies, router, HUB_POD, 8081)
     assert not connects(policies, router, ALICE, 8888)
+
+
+def test_notebook_egress_deny_and_s3_allow() -> None:
+    """NOTEBOOK_EGRESS_DENY (a JSON list of CIDRs) fences off the external database and Vault too,
+    and S3_EGRESS_CIDR lets the S3 endpoint through even inside a denied range."""
+    deny = ["169.254.0.0/16", "10.128.0.0/14", "172.30.0.0/16", "10.0.0.0/16"]
+    deny += ["192.0.2.20/32", "192.0.2.30/32"]  # the external PostgreSQL and Vault
+    hub = render("valeria-hub.yaml", NOTEBOOK_EGRESS_DENY=json.dumps(deny), S3_EGRESS_CIDR="10.0.3.9/32",
+                 S3_EGRESS_PORT="7480")  # fmt: skip
+    for policy in objects_of(hub, "NetworkPolicy"):
+        kubernetes_validate.validate(policy, KUBE_VERSIONS[0], strict=True)
+    policies = objects_of(hub, "NetworkPolicy")
+    outside = lambda ip: {"labels": {}, "ns": {"external": "yes"}, "ip": ip}  # noqa: E731
+    assert not connects(policies, ALICE, outside("192.0.2.20"), 5432)  # PostgreSQL
+    assert not connects(policies, ALICE, outside("192.0.2.30"), 8200)  # Vault
+    assert connects(policies, ALICE, outside("192.0.2.99"), 443)  # the rest of the world
+    assert connects(policies, ALICE, outside("10.0.3.9"), 7480)  # the RGW on the node network...
+    assert not connects(policies, ALICE, outside("10.0.3.9"), 22)  # ...on its port only
+    assert not connects(policies, ALICE, outside("10.0.3.8"), 7480)
+    # by default the S3 rule matches nothing
+    default = objects_of(render("valeria-hub.yaml"), "NetworkPolicy")
+    assert not connects(default, ALICE, outside("10.0.3.9"), 443)
+
+
+def test_notebook_egress_deny_must_be_a_json_list() -> None:
+    with pytest.raises(ocprocess.TemplateError):
+        render("valeria-hub.yaml", NOTEBOOK_EGRESS_DENY="10.0.0.0/16, 192.0.2.20/32")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -484,6 +514,9 @@ def test_notebook_scc_allows_the_uid_range_only_for_the_notebook_service_account
         )
     )
     assert "nfs" in scc["volumes"] and "hostPath" not in scc["volumes"] and "*" not in scc["volumes"]
+    # the per-user Secret arrives as env: no pod under this SCC may mount a Secret (the hub may
+    # create pods; with `secret` volumes it could mount any Secret of the project into one)
+    assert "secret" not in scc["volumes"] and "projected" not in scc["volumes"]
     role = one(objects, "ClusterRole")
     assert role["rules"] == [
         {

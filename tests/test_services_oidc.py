@@ -88,7 +88,7 @@ def test_code_flow_gives_keycloak_shaped_tokens(oidc_provider: OIDCProvider) -> 
 
     id_claims = _verify(oidc_provider, tokens["id_token"])
     assert id_claims["preferred_username"] == "bob"
-    assert id_claims["groups"] == ["researchers", "hub-admins"]
+    assert id_claims["groups"] == ["/researchers", "/hub-admins"]
     assert id_claims["email"] == "bob@example.org"
     # Keycloak's sub is a UUID, not the username
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", id_claims["sub"])
@@ -97,7 +97,7 @@ def test_code_flow_gives_keycloak_shaped_tokens(oidc_provider: OIDCProvider) -> 
     # the access token is a JWT verifiable with the realm's JWKS (what Vault's JWT auth does)
     at = _verify(oidc_provider, tokens["access_token"])
     assert at["preferred_username"] == "bob"
-    assert at["groups"] == ["researchers", "hub-admins"]
+    assert at["groups"] == ["/researchers", "/hub-admins"]
     assert at["aud"] == OIDC_CLIENT_ID
     assert at["azp"] == OIDC_CLIENT_ID
 
@@ -108,7 +108,7 @@ def test_code_flow_gives_keycloak_shaped_tokens(oidc_provider: OIDCProvider) -> 
     )
     assert info.status_code == 200
     assert info.json()["preferred_username"] == "bob"
-    assert info.json()["groups"] == ["researchers", "hub-admins"]
+    assert info.json()["groups"] == ["/researchers", "/hub-admins"]
 
 
 def test_wrong_password_is_refused_on_the_form(oidc_provider: OIDCProvider) -> None:
@@ -158,7 +158,7 @@ def test_refresh_gives_new_tokens_and_rotates(oidc_provider: OIDCProvider) -> No
     assert new["access_token"] != tokens["access_token"]
     assert new["refresh_token"] != tokens["refresh_token"]
     assert _verify(oidc_provider, new["access_token"])["preferred_username"] == "alice"
-    assert _verify(oidc_provider, new["id_token"])["groups"] == ["researchers"]
+    assert _verify(oidc_provider, new["id_token"])["groups"] == ["/researchers"]
     # the new refresh token works in turn
     assert _refresh(oidc_provider, new["refresh_token"]).status_code == 200
 
@@ -264,19 +264,20 @@ def test_the_log_holds_no_secret(oidc_provider: OIDCProvider) -> None:
 def test_username_and_groups_come_without_asking_for_the_groups_scope(oidc_provider: OIDCProvider) -> None:
     tokens = _login(oidc_provider, "bob", scope="openid offline_access")
     claims = _verify(oidc_provider, tokens["id_token"])
-    assert claims["preferred_username"] == "bob" and claims["groups"] == ["researchers", "hub-admins"]
+    assert claims["preferred_username"] == "bob" and claims["groups"] == ["/researchers", "/hub-admins"]
     info = requests.get(
         oidc_provider.endpoint("userinfo"),
         headers={"Authorization": f"Bearer {tokens['access_token']}"},
         timeout=10,
     ).json()
-    assert info["preferred_username"] == "bob" and info["groups"] == ["researchers", "hub-admins"]
+    assert info["preferred_username"] == "bob" and info["groups"] == ["/researchers", "/hub-admins"]
 
 
 def test_expired_access_token_is_refused_and_refresh_gives_a_valid_one(tmp_path) -> None:
     """A realm with 1-second access tokens: the expiry the hub's refresh logic must handle."""
     cb = "http://127.0.0.1:18125/cb"
-    user = {"username": "dora", "password": "pw-dora", "email": "dora@example.org", "groups": ["researchers"]}
+    user = {"username": "dora", "password": "pw-dora", "email": "dora@example.org",
+            "groups": ["/researchers"]}  # fmt: skip
     with OIDCProvider(users=[user], clients=[{"client_id": "c", "client_secret": "s", "redirect_uris": [cb]}],
                       access_token_ttl=1, workdir=tmp_path / "oidc") as provider:  # fmt: skip
         tokens = provider.login("dora", "c", "s", cb)

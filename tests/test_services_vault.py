@@ -1,5 +1,6 @@
-"""OpenBao configured by the admin's script: JWT login with the user's own Keycloak token, and a
-policy that lets each user read only their own secrets."""
+"""OpenBao configured by the admin's script: JWT login with the user's own Keycloak access token
+(never an ID token), and a policy that lets each user read only the secrets under their own
+subject (`sub`), whatever their username."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def _vault_login(vault: OpenBao, token: str) -> hvac.Client:
     return client
 
 
+def _home(provider: OIDCProvider, user: str) -> str:
+    """The user's KV folder: named after their `sub` (a UUID), not their username."""
+    return f"valeria/users/{provider.subjects()[user]}"
+
+
 def _read(client: hvac.Client, path: str) -> dict:
     return client.secrets.kv.v2.read_secret_version(
         path=path, mount_point="secret", raise_on_deleted_version=True
@@ -35,8 +41,9 @@ def _read(client: hvac.Client, path: str) -> dict:
 def test_jwt_login_reads_own_secrets(openbao: OpenBao, oidc_provider: OIDCProvider) -> None:
     client = _vault_login(openbao, _access_token(oidc_provider, "alice"))
     uid, gid, groups, access, secret = VAULT_USERS["alice"]
-    assert _read(client, "valeria/users/alice/s3") == {"access_key": access, "secret_key": secret}
-    assert _read(client, "valeria/users/alice/posix") == {
+    home = _home(oidc_provider, "alice")
+    assert _read(client, f"{home}/s3") == {"access_key": access, "secret_key": secret}
+    assert _read(client, f"{home}/posix") == {
         "uid": str(uid),
         "gid": str(gid),
         "groups": ",".join(map(str, groups)),
@@ -48,7 +55,8 @@ def test_jwt_login_reads_own_secrets(openbao: OpenBao, oidc_provider: OIDCProvid
 
 def test_a_user_cannot_read_another_users_secrets(openbao: OpenBao, oidc_provider: OIDCProvider) -> None:
     alice = _vault_login(openbao, _access_token(oidc_provider, "alice"))
-    for path in ("valeria/users/bob/s3", "valeria/users/bob/posix"):
+    alice_home, bob_home = _home(oidc_provider, "alice"), _home(oidc_provider, "bob")
+    for path in (f"{bob_home}/s3", f"{bob_home}/posix", "valeria/users/bob/s3", "valeria/users/alice/s3"):
         with pytest.raises(hvac.exceptions.Forbidden):
             _read(alice, path)
     # nor list who else has secrets, nor write her own
@@ -56,19 +64,19 @@ def test_a_user_cannot_read_another_users_secrets(openbao: OpenBao, oidc_provide
         alice.secrets.kv.v2.list_secrets(path="valeria/users", mount_point="secret")
     with pytest.raises(hvac.exceptions.Forbidden):
         alice.secrets.kv.v2.create_or_update_secret(
-            path="valeria/users/alice/posix", secret={"uid": "0"}, mount_point="secret"
+            path=f"{alice_home}/posix", secret={"uid": "0"}, mount_point="secret"
         )
     bob = _vault_login(openbao, _access_token(oidc_provider, "bob"))
-    assert _read(bob, "valeria/users/bob/s3")["access_key"] == VAULT_USERS["bob"][3]
+    assert _read(bob, f"{bob_home}/s3")["access_key"] == VAULT_USERS["bob"][3]
     with pytest.raises(hvac.exceptions.Forbidden):
-        _read(bob, "valeria/users/alice/s3")
+        _read(bob, f"{alice_home}/s3")
 
 
 def test_forged_and_foreign_tokens_are_refused(openbao: OpenBao, oidc_provider: OIDCProvider) -> None:
     token = _access_token(oidc_provider, "alice")
     header, _, sig = token.split(".")
     claims = jwt.decode(token, options={"verify_signature": False})
-    claims["preferred_username"] = "bob"
+    claims["sub"] = oidc_provider.subjects()["bob"]
     forged = f"{header}.{jwt.utils.base64url_encode(jwt.api_jws.json.dumps(claims).encode()).decode()}.{sig}"
     with pytest.raises((hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden)):
         _vault_login(openbao, forged)
@@ -80,6 +88,18 @@ def test_forged_and_foreign_tokens_are_refused(openbao: OpenBao, oidc_provider: 
         _vault_login(openbao, other)
 
 
+def test_id_token_is_refused(openbao: OpenBao, oidc_provider: OIDCProvider) -> None:
+    """An ID token (same issuer, `aud` = the hub's client) is not an access token: the logout
+    redirect puts it in the browser's URL (`id_token_hint`), so it must not open Vault."""
+    tokens = oidc_provider.login("alice", OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, HUB_CALLBACK)
+    claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["aud"] == OIDC_CLIENT_ID and claims.get("typ") != "Bearer"
+    with pytest.raises((hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden)) as refused:
+        _vault_login(openbao, tokens["id_token"])
+    assert "typ" in str(refused.value) or "claim" in str(refused.value)
+    _vault_login(openbao, tokens["access_token"])  # the access token of the same login works
+
+
 def test_configure_script_is_idempotent(openbao: OpenBao, oidc_provider: OIDCProvider) -> None:
     out = configure_vault(openbao, oidc_provider.issuer, audience=OIDC_CLIENT_ID)
     assert "done" in out
@@ -87,7 +107,7 @@ def test_configure_script_is_idempotent(openbao: OpenBao, oidc_provider: OIDCPro
     assert policy.count("path ") == 1 and "{{identity.entity.aliases." in policy
     # still works for alice after a re-run
     client = _vault_login(openbao, _access_token(oidc_provider, "alice"))
-    assert _read(client, "valeria/users/alice/s3")["access_key"] == VAULT_USERS["alice"][3]
+    assert _read(client, f"{_home(oidc_provider, 'alice')}/s3")["access_key"] == VAULT_USERS["alice"][3]
 
 
 @pytest.mark.parametrize(

@@ -7,15 +7,19 @@
   `refresh_margin` seconds of expiry (and before every spawn: `refresh_pre_spawn`). A refused
   refresh (revoked or expired refresh token) returns False: the user must log in again.
 - Logout ends the Keycloak session: end-session endpoint with `id_token_hint`.
+- A hub user name is bound to the OIDC subject (`sub`) that first logged in with it: the auth
+  state keeps `sub` (also after logout, without the tokens), and a login or refresh whose `sub`
+  differs is refused. Where a realm lets names be freed and taken again (renames, deleted and
+  re-created accounts, first broker login), the new holder of a name never gets the old one's hub
+  user, and Vault paths follow `sub` anyway (configure-vault.sh).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from urllib.parse import urlencode
 
+import jwt
 from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
@@ -26,6 +30,7 @@ from traitlets import Bool, Integer, Unicode, default
 from .audit import audited_login, remember_login_name
 from .errors import SpawnRefused
 from .metrics import counted_refresh, timed_keycloak_fetch
+from .oidc import DiscoveryError, discovery_url, parse_discovery
 
 # JupyterHub 6.1 bug: BaseHandler.refresh_auth reads self._token_authenticated, which is only set
 # for token-authenticated requests; a cookie-authenticated API spawn whose refresh fails then dies
@@ -35,15 +40,20 @@ if not hasattr(BaseHandler, "_token_authenticated"):
     BaseHandler._token_authenticated = False
 
 _KEYCLOAK_DOWN = "The login service (Keycloak) is not reachable right now. Please try again in a few minutes."
+_OTHER_ACCOUNT = (
+    "This user name belongs to another account on this hub, so the login was refused; "
+    "contact the platform administrators."
+)
 
 
 def _jwt_exp(token: str | None) -> float | None:
     """The `exp` claim of a JWT, unverified (only used to schedule a refresh, never to trust)."""
+    if not token:
+        return None
     try:
-        payload = token.split(".")[1]  # type: ignore[union-attr]
-        payload += "=" * (-len(payload) % 4)
-        return float(json.loads(base64.urlsafe_b64decode(payload))["exp"])
-    except Exception:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+        return float(claims["exp"])
+    except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
         return None
 
 
@@ -68,8 +78,9 @@ class KeycloakLogoutHandler(OAuthLogoutHandler):
         auth_state = await user.get_auth_state()
         self._end_session_url = await self.authenticator.end_session_url(auth_state)
         if auth_state:
-            # the tokens die with the Keycloak session; keeping them would only invite misuse
-            await user.save_auth_state(None)
+            # the tokens die with the Keycloak session; keeping them would only invite misuse.
+            # The subject stays: it binds this user name to its account for the next login.
+            await user.save_auth_state({"sub": auth_state["sub"]} if auth_state.get("sub") else None)
 
     async def render_logout_page(self):
         if self._end_session_url:
@@ -138,25 +149,21 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         """Fill authorize/token/userinfo/end-session URLs from the realm's discovery document."""
         if self._discovered:
             return
-        url = self.realm_url.rstrip("/") + "/.well-known/openid-configuration"
+        url = discovery_url(self.realm_url)
         try:
             doc = await self.httpfetch(url, label="discovering the OIDC realm", validate_cert=True)
         except (HTTPClientError, OSError) as e:
             self.log.error("OIDC discovery at %s failed: %s", url, type(e).__name__)
             raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
-        required = ("issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint")
-        if not isinstance(doc, dict) or any(not doc.get(k) for k in required):
-            self.log.error("OIDC discovery document at %s lacks %s", url, ", ".join(required))
-            raise web.HTTPError(503, _KEYCLOAK_DOWN)
-        if doc["issuer"].rstrip("/") != self.realm_url.rstrip("/"):
-            self.log.error(
-                "OIDC issuer %s does not match the configured realm %s", doc["issuer"], self.realm_url
-            )
-            raise web.HTTPError(503, _KEYCLOAK_DOWN)
-        self.authorize_url = doc["authorization_endpoint"]
-        self.token_url = doc["token_endpoint"]
-        self.userdata_url = doc["userinfo_endpoint"]
-        self.end_session_endpoint = doc.get("end_session_endpoint") or ""
+        try:
+            found = parse_discovery(doc, self.realm_url)
+        except DiscoveryError as e:
+            self.log.error("OIDC discovery at %s: %s", url, e)
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+        self.authorize_url = found.authorization_endpoint
+        self.token_url = found.token_endpoint
+        self.userdata_url = found.userinfo_endpoint
+        self.end_session_endpoint = found.end_session_endpoint
         self._discovered = True
         self.log.info("OIDC realm %s discovered", self.realm_url)
 
@@ -167,14 +174,31 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     async def authenticate(self, handler, data=None, **kwargs):
         await self.discover()
         try:
-            return await super().authenticate(handler, data, **kwargs)
+            auth_model = await super().authenticate(handler, data, **kwargs)
         except (HTTPClientError, OSError) as e:
             if isinstance(e, HTTPClientError) and e.code != 599 and e.code < 500:
                 raise web.HTTPError(403, "The login was refused by Keycloak; please try again.") from None
             raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
+        if auth_model:
+            user = handler.find_user(auth_model["name"]) if handler is not None else None
+            stored = await user.get_auth_state() if user is not None else None
+            if not self.same_subject(stored, auth_model):
+                self.log.warning("Login as %s refused: not the subject stored for it", auth_model["name"])
+                raise web.HTTPError(403, _OTHER_ACCOUNT)
+        return auth_model
+
+    @staticmethod
+    def same_subject(stored: dict | None, auth_model: dict) -> bool:
+        """False if the user name was first used by another subject; True for a new name (or one
+        stored before subjects were kept), which this login then binds."""
+        new = (auth_model.get("auth_state") or {}).get("sub")
+        old = (stored or {}).get("sub")
+        return bool(new) and (old is None or old == new)
 
     def build_auth_state_dict(self, token_info, user_info):
         auth_state = super().build_auth_state_dict(token_info, user_info)
+        # the immutable subject: the Vault paths use it, and it binds the user name (authenticate)
+        auth_state["sub"] = user_info.get("sub") if isinstance(user_info.get("sub"), str) else None
         now = time.time()
         expires_in = token_info.get("expires_in")
         if isinstance(expires_in, int | float) and expires_in > 0:
@@ -183,10 +207,19 @@ class KeycloakAuthenticator(GenericOAuthenticator):
             auth_state["expires_at"] = _jwt_exp(token_info.get("access_token"))
         return auth_state
 
+    async def update_auth_model(self, auth_model: dict) -> dict:
+        """Never JupyterHub's admin flag (its built-in admin role reads every user's tokens), unless
+        `admin_groups` is configured; hub admins get the role valeria-admin through their group
+        (valeria_hub.roles). False, not None, so a flag left by an earlier version is cleared."""
+        auth_model = await super().update_auth_model(auth_model)
+        auth_model["admin"] = False
+        return auth_model
+
     async def get_user_groups(self, auth_state: dict) -> set:
-        # Keycloak's group mapper may send full paths ("/researchers"); compare names without the slash
+        # Full group paths, compared exactly with the configured ones ("/researchers"): Keycloak's
+        # group mapper must have "Full group path" on, so "/x/researchers" never passes as "/researchers"
         groups = await super().get_user_groups(auth_state)
-        return {g.lstrip("/") for g in groups if isinstance(g, str)}
+        return {g for g in groups if isinstance(g, str)}
 
     def token_is_fresh(self, auth_state: dict | None) -> bool:
         """True if the stored access token is valid for more than refresh_margin seconds."""
@@ -201,6 +234,12 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         if not self.enable_auth_state:
             return True
         auth_state = await user.get_auth_state()
+        if self.refresh_user_hook is not None:
+            # oauthenticator's documented extension point: True, False or an auth model decide;
+            # None means "the default behaviour", i.e. the proactive refresh below
+            refreshed = await self._call_refresh_user_hook(user, auth_state)
+            if refreshed is not None:
+                return refreshed
         if not auth_state:
             return False
         if self.token_is_fresh(auth_state):
@@ -237,7 +276,11 @@ class KeycloakAuthenticator(GenericOAuthenticator):
                 "Userinfo with a fresh token for %s failed (%s): new login needed", user.name, e.code
             )
             return False
-        if not await self.check_allowed(auth_model["name"], auth_model) or auth_model["name"] != user.name:
+        if (
+            not await self.check_allowed(auth_model["name"], auth_model)
+            or auth_model["name"] != user.name
+            or not self.same_subject(auth_state, auth_model)
+        ):
             self.log.warning("%s is no longer allowed after a token refresh: new login needed", user.name)
             return False
         self.log.info("Refreshed the access token of %s", user.name)

@@ -34,13 +34,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .kube import create_rights, make_user_secret
+from .oidc import DiscoveryError, parse_discovery
 from .settings import HubSettings, SettingsError
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 CHECKS = ("keycloak", "vault", "database", "s3", "nfs", "kubernetes")
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-#: what KubeSpawner and the per-user Secret need (the Role in openshift/templates/valeria-hub.yaml)
-KUBE_NEEDS = (
+#: what KubeSpawner needs (the Role in openshift/templates/valeria-hub.yaml) ...
+KUBE_POD_NEEDS = (
     ("create", "pods"),
     ("get", "pods"),
     ("list", "pods"),
@@ -48,11 +50,21 @@ KUBE_NEEDS = (
     ("delete", "pods"),
     ("list", "events"),
     ("watch", "events"),
-    ("create", "secrets"),
-    ("delete", "secrets"),
 )
-#: rights the hub must NOT have: reading the project's Secrets (admin Secrets, other users' keys)
-KUBE_TOO_MUCH = (("get", "secrets"), ("list", "secrets"))
+#: ... and what the API server checks when the hub creates the per-user Secret it really sends
+#: (RBAC, and OpenShift's OwnerReferencesPermissionEnforcement for its owner reference)
+KUBE_NEEDS = KUBE_POD_NEEDS + tuple(
+    sorted(create_rights(make_user_secret("probe", "probe", {}, owner_pod=("probe", "probe-uid"))))
+)
+#: rights the hub must NOT have: reading or deleting the project's Secrets (admin Secrets, other
+#: users' keys), blocking pod deletion, claiming storage
+KUBE_TOO_MUCH = (
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("delete", "secrets"),
+    ("update", "pods/finalizers"),
+    ("create", "persistentvolumeclaims"),
+)
 #: environment variables whose values are secrets, beyond those HubSettings holds as Secret
 SECRET_ENV = (
     "JUPYTERHUB_CRYPT_KEY",
@@ -62,6 +74,13 @@ SECRET_ENV = (
     "VALERIA_VAULT_APPROLE_SECRET_ID",
     "CONFIGPROXY_AUTH_TOKEN",
 )
+
+
+#: The first releases that refuse `+` and `*` in the rendered output of a templated policy path
+#: (docs/vault.md, with sources). Older servers let a user whose alias name (or metadata) holds a
+#: `*` read everyone's secrets through the one templated policy.
+MIN_OPENBAO_VERSION = "2.6.0"
+MIN_VAULT_VERSION = "2.0.4"
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,38 @@ class Options:
     sample_user: str = "jdoe"
     sample_uid: int | None = None
     service_account_dir: str = SERVICE_ACCOUNT_DIR
+    min_openbao_version: str = MIN_OPENBAO_VERSION
+    min_vault_version: str = MIN_VAULT_VERSION
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """(2, 7, 2) from "2.7.2", "v2.7.2" or "1.21.3+ent"; () if there is no leading number."""
+    parts = []
+    for piece in text.lstrip("v").split("+")[0].split("-")[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def vault_version_problem(health: Mapping[str, object], opts: Options) -> str | None:
+    """Why this server's version cannot be trusted with templated policies, or None.
+
+    Vault's sys/health has an `enterprise` field; OpenBao's does not.
+    """
+    flavour, minimum = (
+        ("Vault", opts.min_vault_version) if "enterprise" in health else ("OpenBao", opts.min_openbao_version)
+    )
+    version = str(health.get("version") or "")
+    found = _version_tuple(version)
+    if not found:
+        return f"{flavour} did not say its version"
+    if found < _version_tuple(minimum):
+        return (
+            f"{flavour} {version} is older than {minimum}, the first release that refuses '+' and '*' "
+            "in templated policy paths"
+        )
+    return None
 
 
 def _short(error: BaseException) -> str:
@@ -144,29 +195,21 @@ def check_keycloak(settings: HubSettings, opts: Options) -> Result:
             "VALERIA_OIDC_REALM_URL must be the realm URL, e.g. https://sso.example.org/realms/valeria",
         )
     try:
-        discovery = response.json()
-    except ValueError:
-        return Result(
-            FAIL, "keycloak", f"discovery {url} did not answer JSON", "VALERIA_OIDC_REALM_URL is not a realm"
+        discovery = parse_discovery(response.json(), settings.oidc_realm_url)
+    except ValueError as e:  # not JSON, or DiscoveryError: the same rule as the hub's login
+        if not isinstance(e, DiscoveryError):
+            fix = "VALERIA_OIDC_REALM_URL is not a realm"
+            return Result(FAIL, "keycloak", f"discovery {url} did not answer JSON", fix)
+        fix = (
+            "use the realm URL exactly as Keycloak names its issuer (its frontend URL)"
+            if "issuer is" in str(e)
+            else "is this an OpenID Connect realm?"
         )
-    missing = [
-        k for k in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri") if k not in discovery
-    ]
-    if missing:
-        return Result(
-            FAIL, "keycloak", f"discovery lacks {', '.join(missing)}", "is this an OpenID Connect realm?"
-        )
-    if discovery["issuer"].rstrip("/") != settings.oidc_realm_url:
-        return Result(
-            FAIL,
-            "keycloak",
-            f"issuer is {discovery['issuer']}, not VALERIA_OIDC_REALM_URL {settings.oidc_realm_url}",
-            "use the realm URL exactly as Keycloak names its issuer (its frontend URL)",
-        )
+        return Result(FAIL, "keycloak", f"discovery {url}: {e}", fix)
     try:
-        keys = requests.get(discovery["jwks_uri"], timeout=opts.timeout, verify=verify).json().get("keys", [])
+        keys = requests.get(discovery.jwks_uri, timeout=opts.timeout, verify=verify).json().get("keys", [])
     except (requests.RequestException, ValueError) as e:
-        return Result(FAIL, "keycloak", f"signing keys {discovery['jwks_uri']} unreachable ({_short(e)})", "")
+        return Result(FAIL, "keycloak", f"signing keys {discovery.jwks_uri} unreachable ({_short(e)})", "")
     if not keys:
         return Result(
             FAIL, "keycloak", "the realm publishes no signing keys", "add an RS256 key provider to the realm"
@@ -217,21 +260,19 @@ def check_vault(settings: HubSettings, opts: Options) -> Result:
         return Result(
             FAIL, "vault", f"{addr}/v1/sys/health answered HTTP {health.status_code}", "is this Vault?"
         )
+    try:
+        health_doc = health.json()
+    except ValueError:
+        health_doc = {}
+    if problem := vault_version_problem(health_doc if isinstance(health_doc, dict) else {}, opts):
+        return Result(
+            FAIL, "vault", f"{addr}: {problem}", "upgrade Vault/OpenBao (docs/vault.md, minimum versions)"
+        )
     mount, role = settings.vault_auth_mount, settings.vault_role
-    if settings.vault_auth == "jwt":
-        body = {"role": role, "jwt": _probe_jwt(settings.oidc_realm_url, settings.oidc_client_id)}
-    elif settings.vault_auth == "approle":
-        body = {
-            "role_id": settings.vault_approle_role_id,
-            "secret_id": settings.vault_approle_secret_id.get(),
-        }
-    else:
-        token_path = Path(settings.vault_kube_token_path)
-        if not token_path.is_file():
-            return Result(
-                FAIL, "vault", f"no service account token at {token_path}", "automount the hub's token"
-            )
-        body = {"role": role, "jwt": token_path.read_text().strip()}
+    make_body, judge = VAULT_LOGIN_CHECKS[settings.vault_auth]
+    body = make_body(settings)
+    if isinstance(body, Result):
+        return body
     try:
         login = requests.post(f"{addr}/v1/auth/{mount}/login", json=body, timeout=timeout, verify=verify)
     except requests.RequestException as e:
@@ -248,27 +289,61 @@ def check_vault(settings: HubSettings, opts: Options) -> Result:
             f"{where}: no {settings.vault_auth} auth method mounted there (HTTP {login.status_code})",
             "run openshift/vault/configure-vault.sh, or set VALERIA_VAULT_AUTH_MOUNT to the mount path",
         )
-    if "could not be found" in errors or "invalid role" in errors.lower():
+    # AppRole answers "invalid role or secret ID" to a wrong secret: that is a refused login, not a
+    # missing role
+    lowered = errors.lower()
+    if "could not be found" in errors or ("invalid role" in lowered and "secret id" not in lowered):
         return Result(
             FAIL,
             "vault",
             f"{where}: role {role!r} does not exist",
             "run openshift/vault/configure-vault.sh with VAULT_ROLE, or set VALERIA_VAULT_ROLE",
         )
-    if settings.vault_auth != "jwt":
-        if login.status_code == 200:
-            token = (login.json().get("auth") or {}).get("client_token")
-            if token:  # the doctor's own login: give the token back at once
-                requests.post(
-                    f"{addr}/v1/auth/token/revoke-self",
-                    headers={"X-Vault-Token": token},
-                    timeout=timeout,
-                    verify=verify,
-                )
-            return Result(OK, "vault", f"{where}: logged in with role {role!r} (and revoked the token)")
-        return Result(
-            FAIL, "vault", f"{where}: login refused ({errors or login.status_code})", "check the role"
-        )
+    return judge(login, errors, where, role, lambda token: _revoke(addr, token, timeout, verify))
+
+
+# Per auth method: the login body the doctor sends (or a FAIL before sending), and how it reads the
+# answer. JWT has no credential of the hub's to try, so it probes with a token no key signed.
+
+
+def _jwt_body(settings: HubSettings) -> dict | Result:
+    return {"role": settings.vault_role, "jwt": _probe_jwt(settings.oidc_realm_url, settings.oidc_client_id)}
+
+
+def _approle_body(settings: HubSettings) -> dict | Result:
+    return {"role_id": settings.vault_approle_role_id, "secret_id": settings.vault_approle_secret_id.get()}
+
+
+def _kubernetes_body(settings: HubSettings) -> dict | Result:
+    token_path = Path(settings.vault_kube_token_path)
+    if not token_path.is_file():
+        return Result(FAIL, "vault", f"no service account token at {token_path}", "automount the hub's token")
+    return {"role": settings.vault_role, "jwt": token_path.read_text().strip()}
+
+
+def _revoke(addr: str, token: str, timeout: float, verify: str | bool) -> None:
+    """The doctor's own login: give the token back at once."""
+    import requests
+
+    requests.post(
+        f"{addr}/v1/auth/token/revoke-self", headers={"X-Vault-Token": token}, timeout=timeout, verify=verify
+    )
+
+
+def _judge_credential_login(
+    login, errors: str, where: str, role: str, revoke: Callable[[str], None]
+) -> Result:
+    """AppRole and Kubernetes: the hub's own credential must log in."""
+    if login.status_code == 200:
+        token = (login.json().get("auth") or {}).get("client_token")
+        if token:
+            revoke(token)
+        return Result(OK, "vault", f"{where}: logged in with role {role!r} (and revoked the token)")
+    return Result(FAIL, "vault", f"{where}: login refused ({errors or login.status_code})", "check the role")
+
+
+def _judge_jwt_probe(login, errors: str, where: str, role: str, revoke: Callable[[str], None]) -> Result:
+    """JWT: Vault must fetch the realm's keys and refuse the unsigned probe."""
     if login.status_code == 200:
         return Result(
             FAIL,
@@ -293,6 +368,13 @@ def check_vault(settings: HubSettings, opts: Options) -> Result:
     return Result(
         WARN, "vault", f"{where}: unexpected answer to the probe (HTTP {login.status_code}: {errors})", ""
     )
+
+
+VAULT_LOGIN_CHECKS: dict[str, tuple[Callable[[HubSettings], dict | Result], Callable[..., Result]]] = {
+    "jwt": (_jwt_body, _judge_jwt_probe),
+    "approle": (_approle_body, _judge_credential_login),
+    "kubernetes": (_kubernetes_body, _judge_credential_login),
+}
 
 
 # ------------------------------------------------------------------------------------------------ database
@@ -456,10 +538,14 @@ def check_kubernetes(settings: HubSettings, opts: Options, environ: Mapping[str,
     verify = str(sa / "ca.crt") if (sa / "ca.crt").is_file() else True
 
     def allowed(verb: str, resource: str) -> bool:
+        kind, _, subresource = resource.partition("/")
+        attributes = {"namespace": namespace, "verb": verb, "resource": kind}
+        if subresource:
+            attributes["subresource"] = subresource
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}},
+            "spec": {"resourceAttributes": attributes},
         }
         response = session.post(
             f"{api}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
@@ -492,9 +578,9 @@ def check_kubernetes(settings: HubSettings, opts: Options, environ: Mapping[str,
             f"the hub's service account may {', '.join(extra)} in namespace {namespace}: more than it needs",
             "bind only the Role valeria-hub-spawner (not edit or admin)",
         )
-    return Result(
-        OK, "kubernetes", f"the hub may manage pods and create/delete Secrets in {namespace}, and no more"
-    )
+    can = ", ".join(f"{verb} {resource}" for verb, resource in KUBE_NEEDS)
+    cannot = ", ".join(f"{verb} {resource}" for verb, resource in KUBE_TOO_MUCH)
+    return Result(OK, "kubernetes", f"in {namespace} the hub may {can}; and no more: it may not {cannot}")
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -575,6 +661,16 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         default=SERVICE_ACCOUNT_DIR,
         help=f"the pod's service account token, CA and namespace (default {SERVICE_ACCOUNT_DIR})",
     )
+    parser.add_argument(
+        "--min-openbao-version",
+        default=MIN_OPENBAO_VERSION,
+        help=f"oldest acceptable OpenBao (default {MIN_OPENBAO_VERSION}; see docs/vault.md)",
+    )
+    parser.add_argument(
+        "--min-vault-version",
+        default=MIN_VAULT_VERSION,
+        help=f"oldest acceptable HashiCorp Vault (default {MIN_VAULT_VERSION}; see docs/vault.md)",
+    )
     args = parser.parse_args(argv)
     only = tuple(c.strip() for c in args.only.split(",") if c.strip())
     unknown = set(only) - set(CHECKS)
@@ -587,6 +683,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         sample_user=args.user,
         sample_uid=args.uid,
         service_account_dir=args.service_account_dir,
+        min_openbao_version=args.min_openbao_version,
+        min_vault_version=args.min_vault_version,
     )
     results = run_checks(environ, only, opts)
     try:

@@ -5,12 +5,20 @@ are tested by calling them. `ValeriaKubeSpawner` runs the pipeline before KubeSp
 applies the plan, re-checks the final pod in `modify_pod_hook` (KubeSpawner applies profile
 overrides inside `_start()`, after every pre-spawn hook, so only the final pod can be trusted), and
 creates the per-user Secret owned by the pod once the pod has a uid.
+
+The Secret is named per spawn (`<pod>-s3-<random>`): the kubelet caches `immutable` Secrets by
+name, so a name reused after a quick stop/start could hand the new pod the previous spawn's data.
+Its owner reference has `blockOwnerDeletion: false`: OpenShift's OwnerReferencesPermissionEnforcement
+admission refuses `true` unless the creator may update `pods/finalizers`, a right the hub does not
+need (the garbage collector deletes the Secret with the pod either way, so the hub needs no `delete`
+on Secrets either).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,8 +38,27 @@ HUB_TOKEN_NAMES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 _REFUSED = "The notebook configuration tried to change who your server runs as; the server was not started."
 
 
-def secret_name_for(pod_name: str) -> str:
-    return f"{pod_name}-s3"
+def secret_name_for(pod_name: str, suffix: str) -> str:
+    """The per-spawn Secret name: never reused, so no kubelet cache of an immutable Secret can match."""
+    return f"{pod_name}-s3-{suffix}"
+
+
+def new_secret_suffix() -> str:
+    return secrets.token_hex(4)
+
+
+def create_rights(manifest: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(verb, resource) the API server checks when the hub creates this object.
+
+    RBAC asks `create` on the kind; OwnerReferencesPermissionEnforcement (on in OpenShift) also asks
+    `update` on `<owner kind>/finalizers` for every owner reference with `blockOwnerDeletion: true`.
+    The doctor checks exactly these rights, for exactly the manifest the hub sends.
+    """
+    needs = {("create", manifest["kind"].lower() + "s")}
+    for ref in manifest.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("blockOwnerDeletion"):
+            needs.add(("update", ref["kind"].lower() + "s/finalizers"))
+    return needs
 
 
 def secret_env(names: list[str] | tuple[str, ...], secret_name: str) -> dict[str, dict]:
@@ -106,7 +133,7 @@ def make_user_secret(
                 "kind": "Pod",
                 "name": pod_name,
                 "uid": pod_uid,
-                "blockOwnerDeletion": True,
+                "blockOwnerDeletion": False,
                 "controller": False,
             }
         ]
@@ -120,13 +147,25 @@ def make_user_secret(
     }
 
 
-def check_pod(pod: Mapping[str, Any], plan: SpawnPlan, secret_name: str) -> None:
-    """Refuse a pod (a plain dict) that does not run exactly as the plan says, or leaks a secret."""
+def check_pod(
+    pod: Mapping[str, Any],
+    plan: SpawnPlan,
+    secret_name: str,
+    labels: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse a pod (a plain dict) that does not run exactly as the plan says, or leaks a secret.
+
+    `labels`, when given, are the only labels the pod may carry: the NetworkPolicies select the hub
+    and the notebooks by label, so an extra label could make a notebook look like the hub.
+    """
     spec = pod.get("spec") or {}
     problems = []
     psc = spec.get("securityContext") or {}
-    if psc.get("runAsUser", plan.uid) != plan.uid or psc.get("runAsGroup", plan.gid) != plan.gid:
+    # both required at pod level: without them the image's USER (possibly root) decides
+    if psc.get("runAsUser") != plan.uid or psc.get("runAsGroup") != plan.gid:
         problems.append("pod runAsUser/runAsGroup")
+    if labels is not None and dict((pod.get("metadata") or {}).get("labels") or {}) != dict(labels):
+        problems.append("pod labels")
     if psc.get("fsGroup") != plan.gid:
         problems.append("fsGroup")
     if sorted(psc.get("supplementalGroups") or []) != sorted(plan.supplemental_gids):
@@ -152,7 +191,13 @@ def check_pod(pod: Mapping[str, Any], plan: SpawnPlan, secret_name: str) -> None
             problems.append(f"container {container.get('name')} runAsUser/runAsGroup")
         if csc.get("privileged") or csc.get("allowPrivilegeEscalation"):
             problems.append(f"container {container.get('name')} privileges")
+        if container.get("lifecycle"):
+            problems.append(f"container {container.get('name')} lifecycle hooks")
+        if container.get("workingDir") not in (None, plan.home_dir):
+            problems.append(f"container {container.get('name')} workingDir")
         for env in container.get("env") or []:
+            if env.get("name") == "JUPYTERHUB_ROOT_DIR" and env.get("value") != plan.home_dir:
+                problems.append("notebook root directory")
             if env.get("value") is not None and env["value"] in secret_values:
                 problems.append(f"plain value of {env.get('name')}")
             if env.get("name") in SECRET_NAMES:
@@ -168,13 +213,13 @@ def check_pod(pod: Mapping[str, Any], plan: SpawnPlan, secret_name: str) -> None
 class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
     """KubeSpawner that runs the Vault pipeline first and starts only a pod matching the plan."""
 
-    credentials_secret_name = Unicode(help="Name of the per-user Secret (from the pod name).")
+    credentials_secret_name = Unicode(help="Name of the per-user Secret (pod name + a per-spawn suffix).")
 
     _secret_data: dict[str, str] | None = None
 
     @default("credentials_secret_name")
     def _credentials_secret_name_default(self):
-        return secret_name_for(self.pod_name)
+        return secret_name_for(self.pod_name, new_secret_suffix())
 
     @default("modify_pod_hook")
     def _modify_pod_hook_default(self):
@@ -200,7 +245,8 @@ class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
         if self.plan is None:
             raise SpawnRefused("No spawn plan: the server was not started.", reason="no-plan")
         as_dict = ApiClient().sanitize_for_serialization(pod) if not isinstance(pod, dict) else pod
-        check_pod(as_dict, self.plan, self.credentials_secret_name)
+        # the labels KubeSpawner builds without any extra_labels (profiles may not set them)
+        check_pod(as_dict, self.plan, self.credentials_secret_name, labels=self._build_pod_labels({}))
         return pod
 
     def secret_manifest(self, pod_uid: str | None) -> dict[str, Any]:
@@ -228,14 +274,9 @@ class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
                 self.api.create_namespaced_secret(self.namespace, body), self.k8s_api_request_timeout
             )
         except ApiException as e:
-            if e.status != 409:
-                self.log.error(
-                    "Creating Secret %s failed with status %s", self.credentials_secret_name, e.status
-                )
-                raise SpawnRefused("Your credentials could not be handed to the server.", "secret") from None
-            # a leftover from a previous pod of the same name: replace it
-            await self.api.delete_namespaced_secret(self.credentials_secret_name, self.namespace)
-            await self.api.create_namespaced_secret(self.namespace, body)
+            # 409 too: the name is new for every spawn, so an existing one is not ours to replace
+            self.log.error("Creating Secret %s failed with status %s", self.credentials_secret_name, e.status)
+            raise SpawnRefused("Your credentials could not be handed to the server.", "secret") from None
         self.log.info("Created Secret %s owned by pod %s", self.credentials_secret_name, self.pod_name)
 
     async def _make_create_pod_request(self, pod, request_timeout):
@@ -243,9 +284,14 @@ class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
         self.guard_pod(pod)
         return await super()._make_create_pod_request(pod, request_timeout)
 
-    async def start(self):
+    def begin_spawn(self) -> None:
+        """Forget the previous spawn: no plan, no credentials, and a Secret name never used before."""
         self.plan = None
         self._secret_data = None
+        self.credentials_secret_name = secret_name_for(self.pod_name, new_secret_suffix())
+
+    async def start(self):
+        self.begin_spawn()
         plan = await self.make_plan()
         self.apply_plan(plan)
         return await super().start()
@@ -254,6 +300,7 @@ class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
 __all__ = [
     "ValeriaKubeSpawner",
     "check_pod",
+    "create_rights",
     "make_user_secret",
     "nfs_volumes",
     "pod_overrides",

@@ -17,9 +17,9 @@ from .s3env import s3_public_environment, s3_secret_environment
 from .settings import HubSettings
 
 #: Usernames that may be substituted into NFS and Vault paths (JupyterHub lowercases names).
-_USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_DIGITS_RE = re.compile(r"^[0-9]{1,10}$")
-_KEY_RE = re.compile(r"^[\x21-\x7e]{1,1024}$")  # printable ASCII, no spaces or newlines
+_USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_DIGITS_RE = re.compile(r"[0-9]{1,10}")
+_KEY_RE = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces or newlines
 MAX_GROUPS = 64
 
 HOME_MOUNT = "/home/{username}"
@@ -71,7 +71,7 @@ class SpawnPlan:
 
 
 def check_username(username: str) -> str:
-    if not isinstance(username, str) or not _USERNAME_RE.match(username) or ".." in username:
+    if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username) or ".." in username:
         raise PlanError(
             "Your username cannot be used for storage paths (letters, digits, '.', '_', '-' only); "
             "contact the platform administrators.",
@@ -86,7 +86,7 @@ def _posix_id(value: object, what: str, settings: HubSettings) -> int:
         number = None
     elif isinstance(value, int):
         number = value
-    elif isinstance(value, str) and _DIGITS_RE.match(value):
+    elif isinstance(value, str) and _DIGITS_RE.fullmatch(value):
         number = int(value)
     else:
         number = None
@@ -152,7 +152,7 @@ def parse_s3_keys(data: Mapping[str, object] | None) -> S3Keys:
         )
     token = data.get("session_token") or None
     for value in (access, secret, token):
-        if value is not None and (not isinstance(value, str) or not _KEY_RE.match(value)):
+        if value is not None and (not isinstance(value, str) or not _KEY_RE.fullmatch(value)):
             raise PlanError(
                 "Your S3 keys in Vault are malformed; contact the platform administrators.",
                 reason="malformed",

@@ -38,6 +38,12 @@ IDENTITY_TRAITS = frozenset(
         "extra_containers",
         "modify_pod_hook",
         "namespace",
+        # a label can make a notebook look like the hub to the NetworkPolicies
+        "extra_labels",
+        # code run as the user outside the notebook's own start, and where it starts
+        "lifecycle_hooks",
+        "working_dir",
+        "notebook_dir",
     }
 )
 
@@ -186,8 +192,8 @@ class HubSettings:
             oidc_client_id=env.required("VALERIA_OIDC_CLIENT_ID"),
             oidc_client_secret=Secret(env.required("VALERIA_OIDC_CLIENT_SECRET")),
             oidc_ca_bundle=env.optional("VALERIA_OIDC_CA_BUNDLE"),
-            oidc_allowed_groups=env.csv("VALERIA_OIDC_ALLOWED_GROUPS", required=True),
-            oidc_admin_groups=env.csv("VALERIA_OIDC_ADMIN_GROUPS"),
+            oidc_allowed_groups=env.group_paths("VALERIA_OIDC_ALLOWED_GROUPS", required=True),
+            oidc_admin_groups=env.group_paths("VALERIA_OIDC_ADMIN_GROUPS"),
             oidc_scopes=env.csv("VALERIA_OIDC_SCOPES") or ("openid", "profile", "email"),
             token_refresh_margin=access_ttl_margin,
             auth_refresh_age=env.integer("VALERIA_AUTH_REFRESH_AGE", 60, minimum=1),
@@ -218,10 +224,10 @@ class HubSettings:
             ),
             vault_kv_mount=env.path_segment("VALERIA_VAULT_KV_MOUNT", "secret"),
             vault_s3_path=env.template(
-                "VALERIA_VAULT_S3_PATH", "valeria/users/{username}/s3", {"username", "sub"}
+                "VALERIA_VAULT_S3_PATH", "valeria/users/{sub}/s3", {"username", "sub"}
             ),
             vault_identity_path=env.template(
-                "VALERIA_VAULT_IDENTITY_PATH", "valeria/users/{username}/posix", {"username", "sub"}
+                "VALERIA_VAULT_IDENTITY_PATH", "valeria/users/{sub}/posix", {"username", "sub"}
             ),
             vault_timeout=env.number("VALERIA_VAULT_TIMEOUT", 5.0, minimum=0.1),
             vault_retries=env.integer("VALERIA_VAULT_RETRIES", 2, minimum=0, maximum=10),
@@ -250,7 +256,9 @@ class HubSettings:
 
     @property
     def discovery_url(self) -> str:
-        return f"{self.oidc_realm_url}/.well-known/openid-configuration"
+        from .oidc import discovery_url
+
+        return discovery_url(self.oidc_realm_url)
 
     @property
     def oauth_callback_url(self) -> str:
@@ -268,8 +276,8 @@ class HubSettings:
         return {"PGPASSWORD": self.db_password.get()}
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SLUG_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class _Reader:
@@ -342,8 +350,22 @@ class _Reader:
     def csv(self, name: str, required: bool = False) -> tuple[str, ...]:
         items = tuple(item.strip() for item in self.environ.get(name, "").split(",") if item.strip())
         if required and not items:
-            raise SettingsError(f"{name} is required: a comma-separated list, e.g. 'researchers'")
+            raise SettingsError(f"{name} is required: a comma-separated list, e.g. '/researchers'")
         return items
+
+    def group_paths(self, name: str, required: bool = False) -> tuple[str, ...]:
+        """Full Keycloak group paths (`/researchers`, `/org/team`), compared exactly at login.
+
+        A bare name would match a group of that name anywhere in the tree (Keycloak's mapper sends
+        only the last segment when "Full group path" is off), so `/x/researchers` could pass.
+        """
+        paths = self.csv(name, required=required)
+        for path in paths:
+            if not path.startswith("/") or "" in path[1:].split("/"):
+                raise SettingsError(
+                    f"{name} must list full Keycloak group paths such as /researchers, got {path!r}"
+                )
+        return paths
 
     def url(self, name: str, default: str | None = None) -> str:
         value = self.get(name, default or "") if default else self.required(name)
@@ -371,7 +393,7 @@ class _Reader:
 
     def path_segment(self, name: str, default: str) -> str:
         value = self.get(name, default).strip("/")
-        if not all(_NAME_RE.match(part) for part in value.split("/")):
+        if not all(_NAME_RE.fullmatch(part) for part in value.split("/")):
             raise SettingsError(f"{name} must be a mount path like 'secret', got {value!r}")
         return value
 
@@ -412,7 +434,7 @@ class _Reader:
             for key in ("slug", "display_name", "image"):
                 if not isinstance(entry.get(key), str) or not entry[key].strip():
                     raise SettingsError(f"{where} needs a non-empty string {key!r}")
-            if not _SLUG_RE.match(entry["slug"]):
+            if not _SLUG_RE.fullmatch(entry["slug"]):
                 raise SettingsError(f"{where}.slug must be lowercase letters, digits and '-'")
             override = entry.get("kubespawner_override", {})
             if not isinstance(override, dict):

@@ -25,7 +25,7 @@ from .settings import HubSettings
 
 T = TypeVar("T")
 
-_SUB_RE = re.compile(r"^[A-Za-z0-9._@:-]{1,255}$")
+_SUB_RE = re.compile(r"[A-Za-z0-9._@:-]{1,255}")
 _RETRYABLE = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
@@ -38,6 +38,59 @@ _CONTACT = "contact the platform administrators if this persists."
 
 
 @dataclass(frozen=True)
+class _Failure:
+    """One rung of the error ladder: which hvac/requests errors, what the user reads, and why."""
+
+    errors: tuple[type[BaseException], ...]
+    message: str  # `{step}` is the step's name; never exception text
+    reason: str
+    status_code: int = 403
+
+
+_UNAVAILABLE = _Failure(
+    _RETRYABLE,
+    "The secrets service (Vault) is not answering, so your server was not started. "
+    f"Try again in a few minutes; {_CONTACT}",
+    "unavailable",
+    503,
+)
+#: Errors that are never retried, most specific first (the first match wins).
+_FAILURES = (
+    _Failure(
+        (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized),
+        "The secrets service (Vault) refused access to your credentials ({step}), so your server was "
+        f"not started; {_CONTACT}",
+        "forbidden",
+    ),
+    _Failure(
+        (hvac.exceptions.InvalidPath,),
+        "Your credentials are missing in the secrets service (Vault), so your server was not started; "
+        + _CONTACT,
+        "missing",
+    ),
+    _Failure(
+        (hvac.exceptions.VaultError,),
+        "The secrets service (Vault) rejected the request ({step}), so your server was not started; "
+        + _CONTACT,
+        "rejected",
+    ),
+    _Failure(
+        (requests.exceptions.RequestException,),
+        "The secrets service (Vault) could not be reached securely ({step}); " + _CONTACT,
+        "unavailable",
+        503,
+    ),
+)
+_NOT_RETRIED = tuple(error for failure in _FAILURES for error in failure.errors)
+
+
+def _vault_error(failure: _Failure, step: str) -> VaultError:
+    return VaultError(
+        failure.message.format(step=step), reason=failure.reason, status_code=failure.status_code
+    )
+
+
+@dataclass(frozen=True)
 class UserSecrets:
     """The two KV v2 documents a spawn needs (values are validated later, in plan.py)."""
 
@@ -47,7 +100,7 @@ class UserSecrets:
 
 def kv_path(template: str, username: str, sub: str | None) -> str:
     """Fill a path template; `{sub}` needs a subject that is safe in a path."""
-    if "{sub}" in template and (not sub or not _SUB_RE.match(sub) or ".." in sub):
+    if "{sub}" in template and (not sub or not _SUB_RE.fullmatch(sub) or ".." in sub):
         raise VaultError(f"Your account has no usable subject id for Vault; {_CONTACT}", reason="bad-subject")
     return template.format(username=username, sub=sub or "")
 
@@ -82,41 +135,12 @@ class VaultClient:
                     "Vault %s failed (%s), attempt %d/%d", step, type(e).__name__, attempt, attempts
                 )
                 if attempt == attempts:
-                    raise VaultError(
-                        f"The secrets service (Vault) is not answering, so your server was not started. "
-                        f"Try again in a few minutes; {_CONTACT}",
-                        reason="unavailable",
-                        status_code=503,
-                    ) from None
+                    raise _vault_error(_UNAVAILABLE, step) from None
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-            except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized) as e:
-                self.log.warning("Vault %s refused (%s)", step, type(e).__name__)
-                raise VaultError(
-                    f"The secrets service (Vault) refused access to your credentials ({step}), so your "
-                    f"server was not started; {_CONTACT}",
-                    reason="forbidden",
-                ) from None
-            except hvac.exceptions.InvalidPath:
-                self.log.warning("Vault %s: nothing at the path", step)
-                raise VaultError(
-                    f"Your credentials are missing in the secrets service (Vault), so your server was not "
-                    f"started; {_CONTACT}",
-                    reason="missing",
-                ) from None
-            except hvac.exceptions.VaultError as e:
-                self.log.warning("Vault %s failed (%s)", step, type(e).__name__)
-                raise VaultError(
-                    f"The secrets service (Vault) rejected the request ({step}), so your server was not "
-                    f"started; {_CONTACT}",
-                    reason="rejected",
-                ) from None
-            except requests.exceptions.RequestException as e:
-                self.log.warning("Vault %s failed (%s)", step, type(e).__name__)
-                raise VaultError(
-                    f"The secrets service (Vault) could not be reached securely ({step}); {_CONTACT}",
-                    reason="unavailable",
-                    status_code=503,
-                ) from None
+            except _NOT_RETRIED as e:
+                failure = next(f for f in _FAILURES if isinstance(e, f.errors))
+                self.log.warning("Vault %s failed (%s): %s", step, type(e).__name__, failure.reason)
+                raise _vault_error(failure, step) from None
         raise AssertionError("unreachable")
 
     async def login(self, access_token: str | None) -> hvac.Client:

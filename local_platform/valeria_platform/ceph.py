@@ -426,7 +426,10 @@ def _settings(**v: Any) -> dict[str, dict[str, str]]:
             "fsid": v["fsid"],
             "mon host": v["mon"],
             "mon initial members": "a",
+            # every messenger on loopback: without "cluster addr" ceph-osd binds its cluster and
+            # heartbeat-back ports on 0.0.0.0 (measured: four ports)
             "public addr": "127.0.0.1",
+            "cluster addr": "127.0.0.1",
             "ms bind ipv6": "false",
             "auth cluster required": "cephx",
             "auth service required": "cephx",

@@ -49,8 +49,9 @@ HUB_CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
 
 REALM = "valeria"
 CLIENT_ID = "jupyterhub"
-RESEARCHERS = "researchers"
-HUB_ADMINS = "hub-admins"
+#: full group paths, as Keycloak's group mapper sends them with "Full group path" on
+RESEARCHERS = "/researchers"
+HUB_ADMINS = "/hub-admins"
 DEMO_PASSWORD = "demo"
 
 #: username -> (uid, gid, supplementary gids, IdP groups)
@@ -226,9 +227,10 @@ class DemoPlatform(StartStop):
         assert self.oidc is not None and self.ceph is not None
         self.vault = OpenBao(workdir=self.state / "openbao").start()
         configure_vault(self.vault, self.oidc.issuer, audience=CLIENT_ID)
+        subjects = self.oidc.subjects()  # Vault paths follow the immutable `sub`, not the username
         for name, (uid, gid, groups, _) in DEMO_USERS.items():
             keys = self.ceph.users[name]
-            write_user_secrets(self.vault, name, keys.access_key, keys.secret_key, uid, gid, groups)
+            write_user_secrets(self.vault, subjects[name], keys.access_key, keys.secret_key, uid, gid, groups)
 
     def _start_postgres(self) -> None:
         from .postgres import PostgresServer

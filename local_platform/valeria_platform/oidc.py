@@ -173,6 +173,12 @@ class OIDCProvider(LocalService):
             scope,
         )
 
+    def recreate_user(self, username: str) -> str:
+        """Delete ``username`` and create an account of the same name (a Keycloak admin's delete +
+        create, or a freed name taken again): same name, new ``sub``, old sessions gone. Returns the
+        new ``sub``."""
+        return str(self._admin("POST", f"recreate/{username}")["sub"])
+
     def subjects(self) -> dict[str, str]:
         """username → ``sub`` (a UUID, as Keycloak's)."""
         return self._admin("GET", "subjects")

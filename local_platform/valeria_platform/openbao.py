@@ -136,11 +136,14 @@ def configure_vault(
     kv_mount: str = "secret",
     users_prefix: str = "valeria/users",
     token_ttl: str = "15m",
+    azp: str | None = None,
 ) -> str:
-    """Configure ``vault`` exactly as the admin docs say (``configure-vault.sh``); returns its output."""
+    """Configure ``vault`` exactly as the admin docs say (``configure-vault.sh``); returns its output.
+    ``azp``: the client whose access tokens the role accepts (default: ``audience``)."""
     env = {
         "OIDC_DISCOVERY_URL": discovery_url,
         "JWT_BOUND_AUDIENCE": audience,
+        "JWT_BOUND_AZP": azp or audience,
         "VAULT_ROLE": role,
         "VAULT_KV_MOUNT": kv_mount,
         "VAULT_USERS_PREFIX": users_prefix,
@@ -151,7 +154,7 @@ def configure_vault(
 
 def write_user_secrets(
     vault: OpenBao,
-    username: str,
+    subject: str,
     access_key: str,
     secret_key: str,
     uid: int,
@@ -160,13 +163,13 @@ def write_user_secrets(
     kv_mount: str = "secret",
     users_prefix: str = "valeria/users",
 ) -> None:
-    """Store a user's S3 keys and POSIX identity with the admin's ``put-user-secrets.sh``
-    (the S3 secret key goes through stdin, never argv)."""
+    """Store a user's S3 keys and POSIX identity with the admin's ``put-user-secrets.sh`` under
+    ``subject`` (the user's OIDC ``sub``; the S3 secret key goes through stdin, never argv)."""
     group_list = ",".join(str(g) for g in (groups or [gid]))
     run_vault_script(
         vault,
         "put-user-secrets.sh",
-        args=[username, str(uid), str(gid), group_list],
+        args=[subject, str(uid), str(gid), group_list],
         env={"VAULT_KV_MOUNT": kv_mount, "VAULT_USERS_PREFIX": users_prefix, "S3_ACCESS_KEY": access_key},
         stdin=secret_key + "\n",
     )

@@ -47,6 +47,14 @@ class PostgresServer(LocalService):
         return self._base / "data"
 
     @property
+    def pid(self) -> int | None:
+        """The postmaster's PID (pg_ctl daemonizes it), from its postmaster.pid, or None."""
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @property
     def _base(self) -> Path:
         return self._fallback_dir or self.workdir / "pg"
 

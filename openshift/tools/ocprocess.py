@@ -34,7 +34,7 @@ import yaml
 
 # `${{NAME}}` first (as oc does), then `${NAME}`; a `}` right after `${NAME}` is ordinary text
 _REF = re.compile(r"\$\{\{([A-Za-z0-9_]+)\}\}|\$\{([A-Za-z0-9_]+)\}")
-_NONSTRING = re.compile(r"^\$\{\{([A-Za-z0-9_]+)\}\}$")
+_NONSTRING = re.compile(r"\$\{\{([A-Za-z0-9_]+)\}\}")
 _GENERATOR = re.compile(r"\[([^\]]+)\]\{(\d+)\}")
 _CLASSES = {
     r"\w": string.ascii_letters + string.digits + "_",
@@ -108,7 +108,7 @@ def substitute(node: Any, values: Mapping[str, str]) -> Any:
         return [substitute(v, values) for v in node]
     if not isinstance(node, str):
         return node
-    whole = _NONSTRING.match(node)
+    whole = _NONSTRING.fullmatch(node)
     if whole:
         name = whole.group(1)
         if name not in values:

@@ -37,7 +37,7 @@ function subjectOf(username) {
 const usersByName = new Map();
 const usersBySub = new Map();
 for (const u of config.users || []) {
-  const user = { ...u, sub: subjectOf(u.username), groups: u.groups || [] };
+  const user = { ...u, sub: u.sub || subjectOf(u.username), groups: u.groups || [] };
   usersByName.set(u.username, user);
   usersBySub.set(user.sub, user);
 }
@@ -437,6 +437,23 @@ async function handleAdmin(req, res, url) {
     const removed = revokeAccount(user.sub);
     log('admin revoked user', { username: user.username, removed });
     send(res, 200, { username: user.username, removed });
+    return;
+  }
+  const recreate = url.pathname.match(/^\/__admin\/recreate\/([^/]+)$/);
+  if (req.method === 'POST' && recreate) {
+    // a Keycloak admin deletes the account and creates another with the same username: the name is
+    // the same, the subject is new (Keycloak's user id), and the old sessions are gone
+    const user = usersByName.get(decodeURIComponent(recreate[1]));
+    if (!user) {
+      send(res, 404, { error: 'no such user' });
+      return;
+    }
+    const removed = revokeAccount(user.sub);
+    usersBySub.delete(user.sub);
+    user.sub = crypto.randomUUID();
+    usersBySub.set(user.sub, user);
+    log('admin recreated user', { username: user.username, removed });
+    send(res, 200, { username: user.username, sub: user.sub });
     return;
   }
   if (req.method === 'POST' && url.pathname === '/__admin/clients') {
