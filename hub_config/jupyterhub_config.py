@@ -44,9 +44,14 @@ if settings.hub_connect_url:
 c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
 c.ConfigurableHTTPProxy.should_start = settings.proxy_should_start
 c.JupyterHub.db_url = settings.db_url
+# A hub restart (Recreate rollout, `oc rollout restart`, node drain) must not stop users' servers:
+# the new hub finds them in the database and the proxy (docs/upgrade.md).
+c.JupyterHub.cleanup_servers = False
 os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays out of the URL
 
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
+c.Spawner.start_timeout = settings.start_timeout  # a first pull of a multi-GB image takes minutes
+c.Spawner.http_timeout = settings.http_timeout
 if settings.spawner == "kubernetes":
     from valeria_hub.kube import ValeriaKubeSpawner
 

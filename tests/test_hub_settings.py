@@ -107,7 +107,14 @@ def _load_config(env: dict[str, str]) -> subprocess.CompletedProcess:
         "print(cfg.KeycloakAuthenticator.enable_auth_state, cfg.KeycloakAuthenticator.refresh_pre_spawn)\n"
         "print(cfg.ValeriaKubeSpawner.service_account or '-')\n"
     )
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=_this_checkout(env), capture_output=True, text=True, timeout=60
+    )
+
+
+def _this_checkout(env: dict[str, str]) -> dict[str, str]:
+    """`env` importing this checkout's valeria_hub (not another installed copy)."""
+    return {**env, "PYTHONPATH": str(CONFIG.parent)}
 
 
 def test_config_file_wires_settings():
@@ -132,3 +139,38 @@ def test_config_file_refuses_to_start_without_crypt_key():
     assert result.returncode != 0
     assert "JUPYTERHUB_CRYPT_KEY is not set" in result.stderr
     assert "DO-NOT-LEAK" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("written", ["s3cr3t-pw", "s3cr3t-pw\n", "  s3cr3t-pw \r\n"])
+def test_db_password_from_an_echo_made_file_is_stripped(written):
+    # `echo pw > db-password; oc create secret --from-file=password=./db-password` keeps the newline:
+    # libpq would send it and PostgreSQL refuse the login (crash loop)
+    s = HubSettings.from_env(
+        hub_env(VALERIA_DB_URL="postgresql+psycopg2://hub@db/hub", VALERIA_DB_PASSWORD=written)
+    )
+    assert s.db_environment() == {"PGPASSWORD": "s3cr3t-pw"}
+
+
+def test_spawn_timeouts_default_to_a_first_image_pull():
+    s = HubSettings.from_env(hub_env())
+    assert (s.start_timeout, s.http_timeout) == (600, 120)
+    s = HubSettings.from_env(hub_env(VALERIA_START_TIMEOUT="900", VALERIA_HTTP_TIMEOUT="60"))
+    assert (s.start_timeout, s.http_timeout) == (900, 60)
+    for name in ("VALERIA_START_TIMEOUT", "VALERIA_HTTP_TIMEOUT"):
+        with pytest.raises(SettingsError, match=name):
+            HubSettings.from_env(hub_env(**{name: "0"}))
+
+
+def test_config_file_keeps_servers_on_hub_restart_and_sets_timeouts():
+    code = (
+        "from traitlets.config import PyFileConfigLoader\n"
+        f"cfg = PyFileConfigLoader({CONFIG.name!r}, path={str(CONFIG.parent)!r}).load_config()\n"
+        "print(cfg.JupyterHub.cleanup_servers, cfg.Spawner.start_timeout, cfg.Spawner.http_timeout)\n"
+    )
+    env = hub_env(VALERIA_START_TIMEOUT="700", VALERIA_HTTP_TIMEOUT="90")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=_this_checkout(env), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    # docs/upgrade.md: a hub restart (Recreate rollout, rollout restart, node drain) leaves servers running
+    assert result.stdout.split() == ["False", "700", "90"]

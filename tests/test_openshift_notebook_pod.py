@@ -34,6 +34,10 @@ def hub_objects() -> list[dict]:
 
 @pytest.fixture
 def configured_hub(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
+    return _configured(hub_objects, monkeypatch, tmp_path)
+
+
+def _configured(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
     """JupyterHub with the repository's config file, loaded with the template's environment."""
     env = hub_environment(hub_objects)
     for name in list(os.environ):
@@ -164,3 +168,34 @@ async def test_notebook_pod_is_admitted_by_the_scc_and_fenced(
         )
         for r in hub_rules
     )
+
+
+async def test_each_flavour_requests_less_cpu_and_memory_than_its_limit(kubeconfig, configured_hub):
+    """Without cpu_guarantee Kubernetes sets the CPU request equal to the limit (4 cores): a few
+    users fill the nodes or the quota. Each flavour has its own requests, below its limits."""
+    sizes = {}
+    for profile in ("scipy", "r"):
+        pod = await render_pod(configured_hub, profile)
+        resources = pod["spec"]["containers"][0]["resources"]
+        sizes[profile] = {
+            "cpu": (str(resources["requests"]["cpu"]), str(resources["limits"]["cpu"])),
+            "memory": (str(resources["requests"]["memory"]), str(resources["limits"]["memory"])),
+        }
+    # the template's defaults, as KubeSpawner writes them into the pod
+    assert sizes["scipy"] == {"cpu": ("0.5", "4.0"), "memory": ("2147483648", "8589934592")}
+    assert sizes["r"] == {"cpu": ("0.5", "4.0"), "memory": ("2147483648", "8589934592")}
+
+
+async def test_flavour_sizes_are_parameters(kubeconfig, monkeypatch, tmp_path):
+    objects = render(
+        "valeria-hub.yaml",
+        NOTEBOOK_R_CPU_REQUEST="0.25",
+        NOTEBOOK_R_CPU_LIMIT="2",
+        NOTEBOOK_R_MEMORY_REQUEST="512M",
+        NOTEBOOK_R_MEMORY_LIMIT="4G",
+    )
+    app = _configured(objects, monkeypatch, tmp_path)
+    resources = (await render_pod(app, "r"))["spec"]["containers"][0]["resources"]
+    assert str(resources["requests"]["cpu"]) == "0.25" and str(resources["limits"]["cpu"]) == "2.0"
+    assert str(resources["requests"]["memory"]) == str(512 * 1024**2)  # KubeSpawner: M = MiB
+    assert str(resources["limits"]["memory"]) == str(4 * 1024**3)

@@ -580,8 +580,8 @@ def test_hub_settings_accept_the_template_environment(hub: list[dict]) -> None:
     for profile in settings.profiles:
         override = profile.as_kubespawner()["kubespawner_override"]
         assert ByteSpecification().validate(None, override["mem_limit"]) == 8 * 1024**3
-        assert ByteSpecification().validate(None, override["mem_guarantee"]) == 1024**3
-        assert override["cpu_limit"] == 4
+        assert ByteSpecification().validate(None, override["mem_guarantee"]) == 2 * 1024**3
+        assert override["cpu_limit"] == 4 and override["cpu_guarantee"] == 0.5
     assert settings.s3_shared_buckets == ("climate-shared",)
 
 
@@ -625,7 +625,8 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
         in (REPO / "images" / "hub" / "Dockerfile").read_text()
     )
     env = hub_environment(hub)
-    env.update({"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    # PYTHONPATH: this checkout's valeria_hub, as the image installs it next to the config file
+    env.update({"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(config.parent)})
     result = subprocess.run(
         # the image's path of the file, mapped to the repository's (the COPY above ties them)
         [sys.executable, "-c", LOAD_CONFIG, json.dumps([str(config), *command[3:]]), str(config)],

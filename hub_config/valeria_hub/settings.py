@@ -133,6 +133,8 @@ class HubSettings:
     proxy_should_start: bool
     db_url: str
     db_password: Secret
+    start_timeout: int
+    http_timeout: int
     # vault
     vault_addr: str
     vault_cacert: str | None
@@ -198,7 +200,11 @@ class HubSettings:
             proxy_api_url=env.url("VALERIA_PROXY_API_URL", "http://127.0.0.1:8001"),
             proxy_should_start=env.boolean("VALERIA_PROXY_SHOULD_START", True),
             db_url=env.db_url("VALERIA_DB_URL", "sqlite:///jupyterhub.sqlite"),
-            db_password=Secret(environ.get("VALERIA_DB_PASSWORD", "")),
+            # stripped: a password file made with `echo` ends in a newline that libpq would send
+            db_password=Secret(environ.get("VALERIA_DB_PASSWORD", "").strip()),
+            # the first spawn on a node pulls a multi-GB notebook image: JupyterHub's 60 s is too short
+            start_timeout=env.integer("VALERIA_START_TIMEOUT", 600, minimum=1),
+            http_timeout=env.integer("VALERIA_HTTP_TIMEOUT", 120, minimum=1),
             vault_addr=env.url("VALERIA_VAULT_ADDR").rstrip("/"),
             vault_cacert=env.optional("VALERIA_VAULT_CACERT"),
             vault_auth=vault_auth,
