@@ -17,7 +17,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "hub_config" / "jupyterhub_con
 
 def test_defaults_and_types():
     s = HubSettings.from_env(hub_env())
-    assert s.vault_auth == "jwt" and s.vault_auth_mount == "jwt" and s.vault_role == "jupyterhub"
+    assert s.vault_auth == "jwt" and s.vault_auth_mount == "valeria-jwt" and s.vault_role == "jupyterhub"
     assert s.vault_s3_path == "valeria/users/{username}/s3"
     assert (s.uid_min, s.uid_max) == (1000, 2147483647)
     assert s.oidc_allowed_groups == ("researchers",) and s.oidc_admin_groups == ("hub-admins",)

@@ -208,7 +208,10 @@ class HubSettings:
             vault_addr=env.url("VALERIA_VAULT_ADDR").rstrip("/"),
             vault_cacert=env.optional("VALERIA_VAULT_CACERT"),
             vault_auth=vault_auth,
-            vault_auth_mount=env.path_segment("VALERIA_VAULT_AUTH_MOUNT", vault_auth),
+            # configure-vault.sh's own mount (never a shared `jwt/`); other methods: their usual path
+            vault_auth_mount=env.path_segment(
+                "VALERIA_VAULT_AUTH_MOUNT", "valeria-jwt" if vault_auth == "jwt" else vault_auth
+            ),
             vault_role=env.get("VALERIA_VAULT_ROLE", "jupyterhub"),
             vault_approle_role_id=(
                 env.required("VALERIA_VAULT_APPROLE_ROLE_ID") if vault_auth == "approle" else None
@@ -219,7 +222,7 @@ class HubSettings:
             vault_kube_token_path=env.get(
                 "VALERIA_VAULT_KUBE_TOKEN_PATH", "/var/run/secrets/kubernetes.io/serviceaccount/token"
             ),
-            vault_kv_mount=env.path_segment("VALERIA_VAULT_KV_MOUNT", "secret"),
+            vault_kv_mount=env.path_segment("VALERIA_VAULT_KV_MOUNT", "valeria-kv"),
             vault_s3_path=env.template(
                 "VALERIA_VAULT_S3_PATH", "valeria/users/{username}/s3", {"username", "sub"}
             ),
