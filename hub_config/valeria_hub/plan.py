@@ -16,8 +16,11 @@ from .errors import PlanError
 from .s3env import s3_public_environment, s3_secret_environment
 from .settings import HubSettings
 
-#: Usernames that may be substituted into NFS and Vault paths (JupyterHub lowercases names).
-_USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+#: The one rule for user names substituted into NFS and Vault paths (JupyterHub lowercases names),
+#: matched in full; openshift/vault/put-user-secrets.sh checks the same pattern, docs/keycloak.md
+#: states it and how e-mail user names are mapped in Keycloak.
+USERNAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
+_USERNAME_RE = re.compile(USERNAME_PATTERN)
 _DIGITS_RE = re.compile(r"^[0-9]{1,10}$")
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,1024}$")  # printable ASCII, no spaces or newlines
 MAX_GROUPS = 64
@@ -71,9 +74,10 @@ class SpawnPlan:
 
 
 def check_username(username: str) -> str:
-    if not isinstance(username, str) or not _USERNAME_RE.match(username) or ".." in username:
+    if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username) or ".." in username:
         raise PlanError(
-            "Your username cannot be used for storage paths (letters, digits, '.', '_', '-' only); "
+            "Your user name cannot be used for storage paths: it must be 1 to 63 lowercase letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit (an e-mail address is not); "
             "contact the platform administrators.",
             reason="bad-username",
         )

@@ -18,9 +18,11 @@ if [ $# -lt 3 ]; then
 fi
 user="$1" uid="$2" gid="$3" groups="${4:-$3}"
 : "${S3_ACCESS_KEY:?set S3_ACCESS_KEY}"
-case "$user" in
-  ''|*/*|*..*|*[!A-Za-z0-9._@-]*) echo "put-user-secrets: refusing username '$user'" >&2; exit 2 ;;
-esac
+# the hub's rule (valeria_hub.plan.USERNAME_PATTERN, docs/keycloak.md), matched in full
+if ! [[ "$user" =~ ^[a-z0-9][a-z0-9._-]{0,62}$ ]] || [[ "$user" == *..* ]]; then
+  echo "put-user-secrets: refusing user name '$user': 1-63 lowercase letters, digits, '.', '_', '-', starting with a letter or digit (see docs/keycloak.md)" >&2
+  exit 2
+fi
 for n in "$uid" "$gid" ${groups//,/ }; do
   case "$n" in ''|*[!0-9]*) echo "put-user-secrets: '$n' is not a numeric id" >&2; exit 2 ;; esac
   if [ "$n" -eq 0 ]; then echo "put-user-secrets: id 0 (root) is not allowed" >&2; exit 2; fi
