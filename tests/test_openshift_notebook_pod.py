@@ -199,3 +199,31 @@ async def test_flavour_sizes_are_parameters(kubeconfig, monkeypatch, tmp_path):
     assert str(resources["requests"]["cpu"]) == "0.25" and str(resources["limits"]["cpu"]) == "2.0"
     assert str(resources["requests"]["memory"]) == str(512 * 1024**2)  # KubeSpawner: M = MiB
     assert str(resources["limits"]["memory"]) == str(4 * 1024**3)
+
+
+@pytest.mark.parametrize("configmap", [None, "university-ca"])
+async def test_hub_and_every_notebook_trust_the_same_ca_bundle(kubeconfig, monkeypatch, tmp_path, configmap):
+    """A private CA (the RGW's, Vault's, a package mirror's): the admin's ConfigMap (default: the
+    cluster's trusted bundle OpenShift injects) is mounted into the hub and into every notebook at
+    the same path, and every TLS client is pointed at it. Profiles may not add volumes: the hub does."""
+    objects = render("valeria-hub.yaml", **({"CA_BUNDLE_CONFIGMAP": configmap} if configmap else {}))
+    expected_cm = configmap or "valeria-hub-trusted-ca"
+    bundle = "/etc/pki/valeria/ca-bundle.crt"
+    hub_spec = one(objects, "Deployment")["spec"]["template"]["spec"]
+    hub_volume = next(
+        v for v in hub_spec["volumes"] if "configMap" in v and v["configMap"]["name"] == expected_cm
+    )
+    hub_mount = next(m for m in hub_spec["containers"][0]["volumeMounts"] if m["name"] == hub_volume["name"])
+    assert hub_mount["mountPath"] == "/etc/pki/valeria"
+    app = _configured(objects, monkeypatch, tmp_path)
+    for profile in ("scipy", "r"):
+        pod = await render_pod(app, profile)
+        kubernetes_validate.validate(pod, "1.29.0", strict=True)
+        spec = pod["spec"]
+        volume = next(v for v in spec["volumes"] if "configMap" in v)
+        assert volume["configMap"]["name"] == expected_cm
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+        assert mount["mountPath"] == "/etc/pki/valeria" and mount["readOnly"] is True
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+            assert env[name] == bundle, name

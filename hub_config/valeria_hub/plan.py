@@ -25,6 +25,9 @@ _DIGITS_RE = re.compile(r"^[0-9]{1,10}$")
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,1024}$")  # printable ASCII, no spaces or newlines
 MAX_GROUPS = 64
 
+#: what points TLS clients at a CA bundle: botocore, requests, OpenSSL (Python ssl, R, git), curl
+CA_BUNDLE_VARIABLES = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
+
 HOME_MOUNT = "/home/{username}"
 SCRATCH_MOUNT = "/scratch/{username}"
 
@@ -67,6 +70,8 @@ class SpawnPlan:
     scratch_dir: str
     volumes: tuple[NfsVolume, ...] = ()
     image: str | None = None
+    #: the platform's CA bundle: (ConfigMap name, path in the pod), mounted by the hub, not a profile
+    ca_bundle: tuple[str, str] | None = None
 
     def secret_values(self) -> list[str]:
         """The values that must never appear in a pod spec, a log line or an HTTP response."""
@@ -198,6 +203,13 @@ def build_plan(
         shared_buckets=settings.s3_shared_buckets,
     )
     public_env["VALERIA_SCRATCH_DIR"] = scratch_dir
+    if settings.ca_bundle:
+        # every TLS client in the notebook (requests, pip, curl, git, R) trusts the platform's CAs
+        for name in CA_BUNDLE_VARIABLES:
+            public_env.setdefault(name, settings.ca_bundle)
+    ca_bundle = None
+    if settings.spawner == "kubernetes" and settings.ca_bundle_configmap and settings.ca_bundle:
+        ca_bundle = (settings.ca_bundle_configmap, settings.ca_bundle)
     secret_env = s3_secret_environment(keys.access_key, keys.secret_key, keys.session_token)
     return SpawnPlan(
         username=username,
@@ -210,4 +222,5 @@ def build_plan(
         scratch_dir=scratch_dir,
         volumes=volumes,
         image=image,
+        ca_bundle=ca_bundle,
     )

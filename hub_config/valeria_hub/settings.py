@@ -54,6 +54,10 @@ DEFAULT_PROFILES = (
 )
 
 
+#: where the platform's CA bundle (VALERIA_CA_BUNDLE_CONFIGMAP, key ca-bundle.crt) is mounted
+DEFAULT_CA_BUNDLE = "/etc/pki/valeria/ca-bundle.crt"
+
+
 class SettingsError(ValueError):
     """A hub setting is missing or invalid; the message names the variable, never a secret value."""
 
@@ -155,6 +159,8 @@ class HubSettings:
     s3_endpoint: str
     s3_region: str
     s3_ca_bundle: str | None
+    ca_bundle: str | None
+    ca_bundle_configmap: str | None
     s3_shared_buckets: tuple[str, ...]
     spawner: str
     nfs_server: str | None
@@ -181,6 +187,16 @@ class HubSettings:
         if uid_max < uid_min:
             raise SettingsError(f"VALERIA_UID_MAX ({uid_max}) is below VALERIA_UID_MIN ({uid_min})")
         access_ttl_margin = env.integer("VALERIA_TOKEN_REFRESH_MARGIN", 60, minimum=0)
+        ca_configmap = env.optional("VALERIA_CA_BUNDLE_CONFIGMAP")
+        if ca_configmap and not _SLUG_RE.fullmatch(ca_configmap):
+            raise SettingsError(f"VALERIA_CA_BUNDLE_CONFIGMAP must be a ConfigMap name, got {ca_configmap!r}")
+        ca_bundle = env.get("VALERIA_CA_BUNDLE", DEFAULT_CA_BUNDLE if ca_configmap else "") or None
+        if ca_configmap and (not ca_bundle.startswith("/") or ca_bundle.count("/") < 3):
+            # mounted as a whole directory in the notebooks: never /, /etc or another system folder
+            raise SettingsError(
+                f"VALERIA_CA_BUNDLE must be a file in a dedicated folder such as {DEFAULT_CA_BUNDLE}, "
+                f"got {ca_bundle!r}"
+            )
         settings = cls(
             oidc_realm_url=env.url("VALERIA_OIDC_REALM_URL").rstrip("/"),
             oidc_client_id=env.required("VALERIA_OIDC_CLIENT_ID"),
@@ -235,7 +251,11 @@ class HubSettings:
             uid_max=uid_max,
             s3_endpoint=env.url("VALERIA_S3_ENDPOINT"),
             s3_region=env.get("VALERIA_S3_REGION", "us-east-1"),
-            s3_ca_bundle=env.optional("VALERIA_S3_CA_BUNDLE"),
+            # the platform's CA bundle (the admin's ConfigMap, mounted at this path on the hub and
+            # in every notebook): S3 clients use it unless told otherwise
+            s3_ca_bundle=env.optional("VALERIA_S3_CA_BUNDLE") or ca_bundle,
+            ca_bundle=ca_bundle,
+            ca_bundle_configmap=ca_configmap,
             s3_shared_buckets=env.csv("VALERIA_S3_SHARED_BUCKETS"),
             spawner=spawner,
             nfs_server=env.required("VALERIA_NFS_SERVER")
