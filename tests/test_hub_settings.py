@@ -174,3 +174,23 @@ def test_config_file_keeps_servers_on_hub_restart_and_sets_timeouts():
     assert result.returncode == 0, result.stderr
     # docs/upgrade.md: a hub restart (Recreate rollout, rollout restart, node drain) leaves servers running
     assert result.stdout.split() == ["False", "700", "90"]
+
+
+EXTRA = [
+    {"slug": "gpu", "display_name": "GPU", "image": "reg/gpu:1", "kubespawner_override": {"cpu_limit": 8}}
+]
+
+
+def test_extra_profiles_are_added_after_the_templates_and_validated_alike():
+    s = HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=json.dumps(EXTRA)))
+    assert [p.slug for p in s.profiles] == ["scipy", "r", "gpu"]
+    evil = [{**EXTRA[0], "kubespawner_override": {"volumes": []}}]
+    with pytest.raises(SettingsError, match=r"VALERIA_EXTRA_PROFILES\[0\].*volumes"):
+        HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=json.dumps(evil)))
+    clash = [{**EXTRA[0], "slug": "scipy"}]
+    with pytest.raises(SettingsError, match="VALERIA_EXTRA_PROFILES.*scipy"):
+        HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=json.dumps(clash)))
+    with pytest.raises(SettingsError, match="VALERIA_EXTRA_PROFILES"):
+        HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES="{not json"))
+    # empty (the admin's ConfigMap is absent): no extra flavour
+    assert len(HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=" ")).profiles) == 2

@@ -37,9 +37,9 @@ def configured_hub(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
     return _configured(hub_objects, monkeypatch, tmp_path)
 
 
-def _configured(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
+def _configured(hub_objects, monkeypatch, tmp_path, **extra_env: str) -> JupyterHub:
     """JupyterHub with the repository's config file, loaded with the template's environment."""
-    env = hub_environment(hub_objects)
+    env = {**hub_environment(hub_objects), **extra_env}
     for name in list(os.environ):
         if name.startswith(("VALERIA_", "JUPYTERHUB_", "JPY_")):
             monkeypatch.delenv(name)
@@ -227,3 +227,33 @@ async def test_hub_and_every_notebook_trust_the_same_ca_bundle(kubeconfig, monke
         env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
         for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
             assert env[name] == bundle, name
+
+
+async def test_an_extra_flavour_from_the_admins_configmap(kubeconfig, hub_objects, monkeypatch, tmp_path):
+    """A flavour added without forking the template: the admin's own ConfigMap (never created nor
+    reset by `oc apply`), read by the hub Deployment, merged after the template's flavours."""
+    container = one(hub_objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    ref = next(e for e in container["env"] if e["name"] == "VALERIA_EXTRA_PROFILES")["valueFrom"][
+        "configMapKeyRef"
+    ]
+    assert ref == {"name": "valeria-hub-extra-profiles", "key": "profiles.json", "optional": True}
+    assert not [o for o in hub_objects if o["metadata"]["name"] == ref["name"]]
+    gpu = {
+        "slug": "gpu",
+        "display_name": "GPU",
+        "image": "registry.example.org/valeria/gpu-notebook:1",
+        "kubespawner_override": {
+            "cpu_guarantee": 2,
+            "cpu_limit": 8,
+            "extra_resource_limits": {"nvidia.com/gpu": "1"},
+        },
+    }
+    app = _configured(hub_objects, monkeypatch, tmp_path, VALERIA_EXTRA_PROFILES=json.dumps([gpu]))
+    assert [p["slug"] for p in app.config.ValeriaKubeSpawner.profile_list] == ["scipy", "r", "gpu"]
+    pod = await render_pod(app, "gpu")
+    kubernetes_validate.validate(pod, "1.29.0", strict=True)
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == gpu["image"]
+    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    # still alice's identity and volumes: a flavour cannot change those
+    assert pod["spec"]["securityContext"]["runAsUser"] == UID

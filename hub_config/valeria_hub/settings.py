@@ -265,7 +265,7 @@ class HubSettings:
             nfs_scratch_path=env.template(
                 "VALERIA_NFS_SCRATCH_PATH", "/scratch/{username}", {"username", "uid"}
             ),
-            profiles=env.profiles("VALERIA_PROFILES"),
+            profiles=env.profiles("VALERIA_PROFILES", "VALERIA_EXTRA_PROFILES"),
             namespace=env.optional("VALERIA_NAMESPACE"),
             notebook_service_account=env.optional("VALERIA_NOTEBOOK_SERVICE_ACCOUNT"),
             local_root=env.get("VALERIA_LOCAL_ROOT", ".state/users"),
@@ -411,10 +411,19 @@ class _Reader:
             raise SettingsError(f"{name} must not contain '..', got {value!r}")
         return value
 
-    def profiles(self, name: str) -> tuple[Profile, ...]:
+    def profiles(self, name: str, extra_name: str) -> tuple[Profile, ...]:
+        """The profile list `name` (default: DEFAULT_PROFILES), then the admin's extra flavours
+        `extra_name` (optional; its own ConfigMap, so re-applying the template never resets it)."""
         raw = self.environ.get(name, "").strip()
-        if not raw:
-            return tuple(Profile(**entry) for entry in DEFAULT_PROFILES)
+        profiles = self._profile_list(name, raw) if raw else tuple(Profile(**e) for e in DEFAULT_PROFILES)
+        extra_raw = self.environ.get(extra_name, "").strip()
+        extra = self._profile_list(extra_name, extra_raw) if extra_raw else ()
+        taken = {p.slug for p in profiles} & {p.slug for p in extra}
+        if taken:
+            raise SettingsError(f"{extra_name} repeats the slugs of {name}: {', '.join(sorted(taken))}")
+        return profiles + extra
+
+    def _profile_list(self, name: str, raw: str) -> tuple[Profile, ...]:
         try:
             entries = json.loads(raw)
         except ValueError as e:
