@@ -52,6 +52,29 @@ os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays o
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
 c.Spawner.start_timeout = settings.start_timeout  # a first pull of a multi-GB image takes minutes
 c.Spawner.http_timeout = settings.http_timeout
+
+# --- the idle culler: a hub-managed service with only the scopes it needs ---------------------------
+if settings.cull_idle_timeout:
+    c.JupyterHub.services = [
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={settings.cull_idle_timeout}",
+                f"--cull-every={settings.cull_every}",
+                f"--max-age={settings.cull_max_age}",
+            ],
+        }
+    ]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "idle-culler",
+            "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        }
+    ]
 if settings.spawner == "kubernetes":
     from valeria_hub.kube import ValeriaKubeSpawner
 

@@ -48,6 +48,7 @@ PARAMS = {
     "valeria-hub.yaml": {
         "NAMESPACE": "valeria",
         "HUB_HOST": "jupyter.apps.example.org",
+        "IMAGE_PREFIX": "image-registry.openshift-image-registry.svc:5000/valeria",
         "OIDC_REALM_URL": "https://sso.example.org/realms/valeria",
         "OIDC_ALLOWED_GROUPS": "researchers",
         "OIDC_ADMIN_GROUPS": "hub-admins",
@@ -622,9 +623,12 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
     if not config.exists():
         pytest.fail("hub_config/jupyterhub_config.py is missing (the hub image copies it)")
     container = one(hub, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    command = container["command"]
-    assert command[0] == "jupyterhub"
-    assert command[1:3] == ["--config", "/srv/jupyterhub/jupyterhub_config.py"]
+    # args, not command: the image's ENTRYPOINT, tini, stays PID 1 (reaps the proxy and the culler)
+    assert "command" not in container
+    command = container["args"]
+    assert command == ["jupyterhub", "--config", "/srv/jupyterhub/jupyterhub_config.py"]
+    dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile
     # the hub image puts the repository's file exactly there
     assert (
         "COPY hub_config/jupyterhub_config.py /srv/jupyterhub/jupyterhub_config.py"
@@ -655,7 +659,7 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
     # the idle culler is a hub service with only the scopes it needs
     (culler,) = loaded["services"]
     assert culler["name"] == "idle-culler"
-    assert culler["command"][:3] == ["python3", "-m", "jupyterhub_idle_culler"]
+    assert culler["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
     assert "--timeout=3600" in culler["command"]
     (role,) = loaded["roles"]
     assert role["services"] == ["idle-culler"]
@@ -670,9 +674,12 @@ def test_culler_accepts_the_template_options(hub: list[dict]) -> None:
         [sys.executable, "-m", "jupyterhub_idle_culler", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    command = one(hub, "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
-    services = json.loads(next(a for a in command if a.startswith("--JupyterHub.services=")).split("=", 1)[1])
-    for option in services["command"][3:]:
-        assert f"{option.split('=')[0]} " in result.stdout or f"{option.split('=')[0]}=" in result.stdout, (
-            option
-        )
+    env = hub_environment(hub)
+    assert (env["VALERIA_CULL_IDLE_TIMEOUT"], env["VALERIA_CULL_EVERY"], env["VALERIA_CULL_MAX_AGE"]) == (
+        "3600",
+        "300",
+        "0",
+    )
+    config = (REPO / "hub_config" / "jupyterhub_config.py").read_text()
+    for option in re.findall(r'f"(--[a-z-]+)=', config):
+        assert f"{option} " in result.stdout or f"{option}=" in result.stdout, option

@@ -139,6 +139,9 @@ class HubSettings:
     db_password: Secret
     start_timeout: int
     http_timeout: int
+    cull_idle_timeout: int
+    cull_every: int
+    cull_max_age: int
     # vault
     vault_addr: str
     vault_cacert: str | None
@@ -221,6 +224,9 @@ class HubSettings:
             # the first spawn on a node pulls a multi-GB notebook image: JupyterHub's 60 s is too short
             start_timeout=env.integer("VALERIA_START_TIMEOUT", 600, minimum=1),
             http_timeout=env.integer("VALERIA_HTTP_TIMEOUT", 120, minimum=1),
+            cull_idle_timeout=env.integer("VALERIA_CULL_IDLE_TIMEOUT", 0, minimum=0),
+            cull_every=env.integer("VALERIA_CULL_EVERY", 300, minimum=1),
+            cull_max_age=env.integer("VALERIA_CULL_MAX_AGE", 0, minimum=0),
             vault_addr=env.url("VALERIA_VAULT_ADDR").rstrip("/"),
             vault_cacert=env.optional("VALERIA_VAULT_CACERT"),
             vault_auth=vault_auth,
