@@ -60,6 +60,7 @@ PARAMS = {
     },
     "valeria-cluster.yaml": {"NAMESPACE": "valeria"},
     "valeria-builds.yaml": {"GIT_URI": "https://git.example.org/valeria/valeria-jupyterhub.git"},
+    "valeria-backup.yaml": {"DB_HOST": "postgres.example.org"},
 }
 TEMPLATE_FILES = sorted(TEMPLATES.glob("*.yaml"))
 
