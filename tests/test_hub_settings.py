@@ -169,11 +169,21 @@ def test_config_file_keeps_servers_on_hub_restart_and_sets_timeouts():
     )
     env = hub_env(VALERIA_START_TIMEOUT="700", VALERIA_HTTP_TIMEOUT="90")
     result = subprocess.run(
-        [sys.executable, "-c", code], env=_this_checkout(env), capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], env=_this_checkout(env), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
     # docs/upgrade.md: a hub restart (Recreate rollout, rollout restart, node drain) leaves servers running
     assert result.stdout.split() == ["False", "700", "90"]
+    # the local platform's servers are child processes of the hub: they stop with it
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_this_checkout({**env, "VALERIA_SPAWNER": "local"}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] != "False"
 
 
 EXTRA = [
