@@ -127,3 +127,18 @@ def test_a_failed_dump_removes_nothing(tmp_path: Path) -> None:
         "jupyterhub-20261101T023000Z.dump",
         "jupyterhub-20261102T023000Z.dump",
     ]
+
+
+def test_the_hub_template_gives_spawns_time_for_a_first_image_pull() -> None:
+    from valeria_hub.settings import HubSettings
+
+    from tests.test_openshift_templates import hub_environment
+
+    settings = HubSettings.from_env(hub_environment(render("valeria-hub.yaml")))
+    assert (settings.start_timeout, settings.http_timeout) == (600, 120)
+    assert settings.cull_idle_timeout == 3600
+    assert settings.vault_kv_mount == "valeria-kv" and settings.vault_auth_mount == "valeria-jwt"
+    assert settings.ca_bundle == "/etc/pki/valeria/ca-bundle.crt"
+    assert settings.ca_bundle_configmap == "valeria-hub-trusted-ca"
+    slow = HubSettings.from_env(hub_environment(render("valeria-hub.yaml", START_TIMEOUT="1200")))
+    assert slow.start_timeout == 1200
