@@ -52,10 +52,40 @@ c.JupyterHub.db_url = settings.db_url
 os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays out of the URL
 
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
+c.Spawner.start_timeout = settings.start_timeout  # a first pull of a multi-GB image takes minutes
+c.Spawner.http_timeout = settings.http_timeout
+
+# --- the idle culler: a hub-managed service with only the scopes it needs ---------------------------
+c.JupyterHub.services = []
+if settings.cull_idle_timeout:
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={settings.cull_idle_timeout}",
+                f"--cull-every={settings.cull_every}",
+                f"--max-age={settings.cull_max_age}",
+            ],
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        }
+    )
 if settings.spawner == "kubernetes":
     from valeria_hub.kube import ValeriaKubeSpawner
 
     c.JupyterHub.spawner_class = ValeriaKubeSpawner
+    # A hub restart (Recreate rollout, `oc rollout restart`, node drain) must not stop users' pods:
+    # the new hub finds them in the database (docs/upgrade.md). The local platform keeps the
+    # default: its servers are the hub's child processes and stop with it.
+    c.JupyterHub.cleanup_servers = False
     c.ValeriaKubeSpawner.valeria_settings = settings
     c.ValeriaKubeSpawner.profile_list = [profile.as_kubespawner() for profile in settings.profiles]
     if settings.namespace:
@@ -76,8 +106,6 @@ audit_logger()
 c.JupyterHub.tornado_settings.update({"log_function": log_request})
 if settings.metrics_token:
     # Prometheus scrapes /hub/metrics with this service's token: read:metrics and nothing else.
-    # The token goes in service_tokens: the OpenShift template declares the service and its role on
-    # the command line (beside the culler), which replaces these two lists when it does.
     c.JupyterHub.service_tokens.update({settings.metrics_token.get(): "metrics"})
     c.JupyterHub.services.append({"name": "metrics"})
     c.JupyterHub.load_roles.append({"name": "metrics", "scopes": ["read:metrics"], "services": ["metrics"]})

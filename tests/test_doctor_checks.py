@@ -389,3 +389,21 @@ def test_s3_check_against_ceph_rgw_verifies_tls(healthy_env, nfs_port, ceph_site
     env.pop("VALERIA_S3_CA_BUNDLE")
     code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "s3")
     assert code == 1 and "TLS" in checks["s3"] and "VALERIA_S3_CA_BUNDLE" in checks["s3"], text
+
+
+@pytest.mark.ceph
+def test_s3_check_uses_the_hubs_ca_bundle(healthy_env, nfs_port, ceph_site, capsys) -> None:
+    """The doctor checks the RGW with the bundle the hub and the notebooks use (the admin's CA
+    ConfigMap, VALERIA_CA_BUNDLE), not certifi's: a private CA must not make a false FAIL."""
+    env = {**healthy_env, "VALERIA_S3_ENDPOINT": ceph_site.endpoint, "VALERIA_CA_BUNDLE": ceph_site.ca_bundle}
+    code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "s3")
+    assert code == 0 and checks["s3"].startswith("OK"), text
+    # a notebook-image path the hub does not have: still the hub's bundle, not certifi
+    env["VALERIA_S3_CA_BUNDLE"] = "/opt/conda/ssl/not-on-the-hub.pem"
+    code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "s3")
+    assert code == 0 and checks["s3"].startswith("OK"), text
+    # without the bundle the throwaway CA is unknown: TLS fails, and the hint names the ConfigMap
+    env.pop("VALERIA_CA_BUNDLE")
+    env.pop("VALERIA_S3_CA_BUNDLE")
+    code, checks, text = run_doctor(env, nfs_port, capsys, "--only", "s3")
+    assert code == 1 and "TLS" in checks["s3"] and "CA_BUNDLE_CONFIGMAP" in text, text

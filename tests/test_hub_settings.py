@@ -17,7 +17,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "hub_config" / "jupyterhub_con
 
 def test_defaults_and_types():
     s = HubSettings.from_env(hub_env())
-    assert s.vault_auth == "jwt" and s.vault_auth_mount == "jwt" and s.vault_role == "jupyterhub"
+    assert s.vault_auth == "jwt" and s.vault_auth_mount == "valeria-jwt" and s.vault_role == "jupyterhub"
     assert s.vault_s3_path == "valeria/users/{sub}/s3"
     assert (s.uid_min, s.uid_max) == (1000, 2147483647)
     assert s.oidc_allowed_groups == ("/researchers",) and s.oidc_admin_groups == ("/hub-admins",)
@@ -137,3 +137,68 @@ def test_config_file_refuses_to_start_without_crypt_key():
     assert result.returncode != 0
     assert "JUPYTERHUB_CRYPT_KEY is not set" in result.stderr
     assert "DO-NOT-LEAK" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("written", ["s3cr3t-pw", "s3cr3t-pw\n", "  s3cr3t-pw \r\n"])
+def test_db_password_from_an_echo_made_file_is_stripped(written):
+    # `echo pw > db-password; oc create secret --from-file=password=./db-password` keeps the newline:
+    # libpq would send it and PostgreSQL refuse the login (crash loop)
+    s = HubSettings.from_env(
+        hub_env(VALERIA_DB_URL="postgresql+psycopg2://hub@db/hub", VALERIA_DB_PASSWORD=written)
+    )
+    assert s.db_environment() == {"PGPASSWORD": "s3cr3t-pw"}
+
+
+def test_spawn_timeouts_default_to_a_first_image_pull():
+    s = HubSettings.from_env(hub_env())
+    assert (s.start_timeout, s.http_timeout) == (600, 120)
+    s = HubSettings.from_env(hub_env(VALERIA_START_TIMEOUT="900", VALERIA_HTTP_TIMEOUT="60"))
+    assert (s.start_timeout, s.http_timeout) == (900, 60)
+    for name in ("VALERIA_START_TIMEOUT", "VALERIA_HTTP_TIMEOUT"):
+        with pytest.raises(SettingsError, match=name):
+            HubSettings.from_env(hub_env(**{name: "0"}))
+
+
+def test_config_file_keeps_servers_on_hub_restart_and_sets_timeouts():
+    code = (
+        "from traitlets.config import PyFileConfigLoader\n"
+        f"cfg = PyFileConfigLoader({CONFIG.name!r}, path={str(CONFIG.parent)!r}).load_config()\n"
+        "print(cfg.JupyterHub.cleanup_servers, cfg.Spawner.start_timeout, cfg.Spawner.http_timeout)\n"
+    )
+    env = hub_env(VALERIA_START_TIMEOUT="700", VALERIA_HTTP_TIMEOUT="90")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**worktree_path(), **env}, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    # docs/upgrade.md: a hub restart (Recreate rollout, rollout restart, node drain) leaves servers running
+    assert result.stdout.split() == ["False", "700", "90"]
+    # the local platform's servers are child processes of the hub: they stop with it
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**worktree_path(), **env, "VALERIA_SPAWNER": "local"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] != "False"
+
+
+EXTRA = [
+    {"slug": "gpu", "display_name": "GPU", "image": "reg/gpu:1", "kubespawner_override": {"cpu_limit": 8}}
+]
+
+
+def test_extra_profiles_are_added_after_the_templates_and_validated_alike():
+    s = HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=json.dumps(EXTRA)))
+    assert [p.slug for p in s.profiles] == ["scipy", "r", "gpu"]
+    evil = [{**EXTRA[0], "kubespawner_override": {"volumes": []}}]
+    with pytest.raises(SettingsError, match=r"VALERIA_EXTRA_PROFILES\[0\].*volumes"):
+        HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=json.dumps(evil)))
+    clash = [{**EXTRA[0], "slug": "scipy"}]
+    with pytest.raises(SettingsError, match="VALERIA_EXTRA_PROFILES.*scipy"):
+        HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=json.dumps(clash)))
+    with pytest.raises(SettingsError, match="VALERIA_EXTRA_PROFILES"):
+        HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES="{not json"))
+    # empty (the admin's ConfigMap is absent): no extra flavour
+    assert len(HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=" ")).profiles) == 2

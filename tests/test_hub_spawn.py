@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 import requests
-from valeria_platform.openbao import write_user_secrets
+from valeria_platform.openbao import KV_MOUNT, write_user_secrets
 
 from tests.fixtures.hub import RunningHub, hub_api, hub_base_env, hub_login, start_hub
 from tests.fixtures.services import VAULT_USERS
@@ -90,7 +90,7 @@ def test_bad_uid_in_vault_refuses_spawn_through_the_hub(hub, oidc_provider, open
     bob_sub = oidc_provider.subjects()["bob"]
     client = openbao.client()
     client.secrets.kv.v2.create_or_update_secret(
-        path=f"valeria/users/{bob_sub}/posix", secret={"uid": str(uid), "gid": str(gid)}, mount_point="secret"
+        path=f"valeria/users/{bob_sub}/posix", secret={"uid": str(uid), "gid": str(gid)}, mount_point=KV_MOUNT
     )
     try:
         r = hub_api(hub, session, "POST", "/users/bob/server")
@@ -113,7 +113,7 @@ def test_missing_secret_refuses_spawn_through_the_hub(hub, oidc_provider, openba
     bob_sub = oidc_provider.subjects()["bob"]
     client = openbao.client()
     client.secrets.kv.v2.delete_metadata_and_all_versions(
-        path=f"valeria/users/{bob_sub}/s3", mount_point="secret"
+        path=f"valeria/users/{bob_sub}/s3", mount_point=KV_MOUNT
     )
     try:
         r = hub_api(hub, session, "POST", "/users/bob/server")

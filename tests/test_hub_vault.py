@@ -16,6 +16,7 @@ from valeria_hub.errors import SpawnRefused, VaultError
 from valeria_hub.pipeline import plan_spawn
 from valeria_hub.settings import HubSettings
 from valeria_hub.vault import VaultClient
+from valeria_platform.openbao import JWT_MOUNT, KV_MOUNT
 
 from tests.fixtures.hub import hub_env
 from tests.fixtures.services import HUB_CALLBACK, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, VAULT_USERS
@@ -77,9 +78,9 @@ def write_case(openbao, case: str, posix: dict | None, s3: dict | None) -> dict[
     client = openbao.client()
     base = f"valeria/users/{ALICE_SUB[0]}/cases/{case}"
     if posix is not None:
-        client.secrets.kv.v2.create_or_update_secret(path=f"{base}/posix", secret=posix, mount_point="secret")
+        client.secrets.kv.v2.create_or_update_secret(path=f"{base}/posix", secret=posix, mount_point=KV_MOUNT)
     if s3 is not None:
-        client.secrets.kv.v2.create_or_update_secret(path=f"{base}/s3", secret=s3, mount_point="secret")
+        client.secrets.kv.v2.create_or_update_secret(path=f"{base}/s3", secret=s3, mount_point=KV_MOUNT)
     return {
         "VALERIA_VAULT_IDENTITY_PATH": "valeria/users/{sub}/cases/" + case + "/posix",
         "VALERIA_VAULT_S3_PATH": "valeria/users/{sub}/cases/" + case + "/s3",
@@ -93,7 +94,7 @@ def vault_token_count(openbao) -> int:
     count = 0
     for accessor in keys:
         info = client.auth.token.lookup_accessor(accessor)["data"]
-        count += info.get("path", "").startswith("auth/jwt/")
+        count += info.get("path", "").startswith(f"auth/{JWT_MOUNT}/")
     return count
 
 
@@ -282,7 +283,7 @@ async def test_approle_auth_alternative(openbao, oidc_provider):
     if f"{mount}/" not in root.sys.list_auth_methods()["data"]:
         root.sys.enable_auth_method("approle", path=mount)
     root.sys.create_or_update_policy(
-        "valeria-hub-approle-test", 'path "secret/data/valeria/users/*" { capabilities = ["read"] }'
+        "valeria-hub-approle-test", f'path "{KV_MOUNT}/data/valeria/users/*" {{ capabilities = ["read"] }}'
     )
     root.auth.approle.create_or_update_approle(
         "hub", token_policies=["valeria-hub-approle-test"], token_ttl="5m", mount_point=mount

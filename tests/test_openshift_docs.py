@@ -122,8 +122,76 @@ def test_secret_names_in_deploy_match_the_template_defaults() -> None:
         if o["kind"] == "Deployment"
     )
     for env in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
-        ref = env["valueFrom"]["secretKeyRef"]
+        ref = env["valueFrom"].get("secretKeyRef")
+        if ref is None:
+            continue
         if not ref.get("optional"):
             assert re.search(rf"--from-(literal|file)={ref['key']}=", text), (
                 f"deploy.md never creates key {ref['key']}"
             )
+
+
+# ------------------------------------------------------------------------------------------------
+# every `oc` command in the docs names its project: an admin with two projects open types them
+# as written, and `oc project` of yesterday would silently send them elsewhere
+
+#: commands and kinds that are not namespaced (or take no project)
+CLUSTER_SCOPED = re.compile(
+    r"^oc (new-project|project|login|whoami|version|explain|api-resources|extract --help"
+    r"|adm policy add-cluster-role-to-\w+|adm policy remove-cluster-role-from-\w+"
+    r"|(get|describe|delete|label|patch|edit) (scc|securitycontextconstraints|clusterrole|clusterrolebinding"
+    r"|network\.config|nodes?|projects?|namespace|ns|proxy|image\.config)\b"
+    r"|(get|describe|delete|label|patch|edit) (scc|clusterrole|clusterrolebinding|proxy)/"
+    r"|debug node/|process --parameters)"
+)
+
+
+def oc_commands(text: str) -> list[str]:
+    """Every `oc ...` command of a page: in code blocks (continuation lines joined, one per pipe
+    segment, comments dropped) and in inline code."""
+    commands = []
+    sources = [b.replace("\\\n", " ") for b in fenced_blocks(text)]
+    sources += re.findall(r"`(oc [^`]+)`", text)
+    for source in sources:
+        for line in source.splitlines():
+            line = re.sub(r"\s#\s.*$", "", line).strip()
+            if line.startswith("#"):
+                continue
+            for segment in re.split(r"\|(?!\|)|&&|;|\$\(", line):
+                segment = segment.strip().lstrip("(").strip()
+                if re.match(r"oc \S", segment):
+                    commands.append(re.sub(r"\s+", " ", segment).rstrip(")"))
+    return commands
+
+
+def test_every_namespaced_oc_command_names_its_project() -> None:
+    missing = []
+    seen = 0
+    for page in [*PAGES, REPO / "openshift" / "README.md"]:
+        for command in oc_commands(page.read_text()):
+            if len(command.split()) < 3 and command.split()[-1] not in ("project", "whoami"):
+                continue  # prose naming a verb (`oc apply`), not a command to type
+            seen += 1
+            if command.startswith("oc process -f") and " -n " not in command:
+                continue  # rendered client-side; the `oc apply` it pipes into names the project
+            if CLUSTER_SCOPED.match(command):
+                continue
+            if not re.search(r"(^| )(-n|--namespace)[ =]\S+", command):
+                missing.append(f"{page.name}: {command}")
+    assert seen >= 40
+    assert missing == [], "oc commands without -n:\n" + "\n".join(missing)
+
+
+def test_every_p_flag_of_ocprocess_names_a_parameter() -> None:
+    """Also the offline renderer the docs use to preview (openshift/tools/ocprocess.py)."""
+    checked = 0
+    for page in [*PAGES, REPO / "openshift" / "README.md"]:
+        text = page.read_text().replace("\\\n", " ")
+        for path, rest in re.findall(
+            r"(?:oc process|ocprocess\.py) -f (openshift/templates/[\w.-]+)([^|\n]*)", text
+        ):
+            names = {p["name"] for p in ocprocess.load(REPO / path)["parameters"]}
+            for name in re.findall(r"-p ([A-Z_]+)=", rest):
+                assert name in names, f"{page.name}: {path} has no parameter {name}"
+                checked += 1
+    assert checked >= 8

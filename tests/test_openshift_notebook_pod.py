@@ -35,8 +35,12 @@ def hub_objects() -> list[dict]:
 
 @pytest.fixture
 def configured_hub(hub_objects, monkeypatch, tmp_path) -> JupyterHub:
+    return _configured(hub_objects, monkeypatch, tmp_path)
+
+
+def _configured(hub_objects, monkeypatch, tmp_path, **extra_env: str) -> JupyterHub:
     """JupyterHub with the repository's config file, loaded with the template's environment."""
-    env = hub_environment(hub_objects)
+    env = {**hub_environment(hub_objects), **extra_env}
     for name in list(os.environ):
         if name.startswith(("VALERIA_", "JUPYTERHUB_", "JPY_")):
             monkeypatch.delenv(name)
@@ -211,3 +215,92 @@ async def test_the_audit_line_of_a_kubernetes_spawn_names_identity_image_and_pro
         "supplemental_gids": GROUPS,
     }
     assert S3_SECRET not in json.dumps(fields)
+
+
+async def test_each_flavour_requests_less_cpu_and_memory_than_its_limit(kubeconfig, configured_hub):
+    """Without cpu_guarantee Kubernetes sets the CPU request equal to the limit (4 cores): a few
+    users fill the nodes or the quota. Each flavour has its own requests, below its limits."""
+    sizes = {}
+    for profile in ("scipy", "r"):
+        pod = await render_pod(configured_hub, profile)
+        resources = pod["spec"]["containers"][0]["resources"]
+        sizes[profile] = {
+            "cpu": (str(resources["requests"]["cpu"]), str(resources["limits"]["cpu"])),
+            "memory": (str(resources["requests"]["memory"]), str(resources["limits"]["memory"])),
+        }
+    # the template's defaults, as KubeSpawner writes them into the pod
+    assert sizes["scipy"] == {"cpu": ("0.5", "4.0"), "memory": ("2147483648", "8589934592")}
+    assert sizes["r"] == {"cpu": ("0.5", "4.0"), "memory": ("2147483648", "8589934592")}
+
+
+async def test_flavour_sizes_are_parameters(kubeconfig, monkeypatch, tmp_path):
+    objects = render(
+        "valeria-hub.yaml",
+        NOTEBOOK_R_CPU_REQUEST="0.25",
+        NOTEBOOK_R_CPU_LIMIT="2",
+        NOTEBOOK_R_MEMORY_REQUEST="512M",
+        NOTEBOOK_R_MEMORY_LIMIT="4G",
+    )
+    app = _configured(objects, monkeypatch, tmp_path)
+    resources = (await render_pod(app, "r"))["spec"]["containers"][0]["resources"]
+    assert str(resources["requests"]["cpu"]) == "0.25" and str(resources["limits"]["cpu"]) == "2.0"
+    assert str(resources["requests"]["memory"]) == str(512 * 1024**2)  # KubeSpawner: M = MiB
+    assert str(resources["limits"]["memory"]) == str(4 * 1024**3)
+
+
+@pytest.mark.parametrize("configmap", [None, "university-ca"])
+async def test_hub_and_every_notebook_trust_the_same_ca_bundle(kubeconfig, monkeypatch, tmp_path, configmap):
+    """A private CA (the RGW's, Vault's, a package mirror's): the admin's ConfigMap (default: the
+    cluster's trusted bundle OpenShift injects) is mounted into the hub and into every notebook at
+    the same path, and every TLS client is pointed at it. Profiles may not add volumes: the hub does."""
+    objects = render("valeria-hub.yaml", **({"CA_BUNDLE_CONFIGMAP": configmap} if configmap else {}))
+    expected_cm = configmap or "valeria-hub-trusted-ca"
+    bundle = "/etc/pki/valeria/ca-bundle.crt"
+    hub_spec = one(objects, "Deployment")["spec"]["template"]["spec"]
+    hub_volume = next(
+        v for v in hub_spec["volumes"] if "configMap" in v and v["configMap"]["name"] == expected_cm
+    )
+    hub_mount = next(m for m in hub_spec["containers"][0]["volumeMounts"] if m["name"] == hub_volume["name"])
+    assert hub_mount["mountPath"] == "/etc/pki/valeria"
+    app = _configured(objects, monkeypatch, tmp_path)
+    for profile in ("scipy", "r"):
+        pod = await render_pod(app, profile)
+        kubernetes_validate.validate(pod, "1.29.0", strict=True)
+        spec = pod["spec"]
+        volume = next(v for v in spec["volumes"] if "configMap" in v)
+        assert volume["configMap"]["name"] == expected_cm
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+        assert mount["mountPath"] == "/etc/pki/valeria" and mount["readOnly"] is True
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+            assert env[name] == bundle, name
+
+
+async def test_an_extra_flavour_from_the_admins_configmap(kubeconfig, hub_objects, monkeypatch, tmp_path):
+    """A flavour added without forking the template: the admin's own ConfigMap (never created nor
+    reset by `oc apply`), read by the hub Deployment, merged after the template's flavours."""
+    container = one(hub_objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    ref = next(e for e in container["env"] if e["name"] == "VALERIA_EXTRA_PROFILES")["valueFrom"][
+        "configMapKeyRef"
+    ]
+    assert ref == {"name": "valeria-hub-extra-profiles", "key": "profiles.json", "optional": True}
+    assert not [o for o in hub_objects if o["metadata"]["name"] == ref["name"]]
+    gpu = {
+        "slug": "gpu",
+        "display_name": "GPU",
+        "image": "registry.example.org/valeria/gpu-notebook:1",
+        "kubespawner_override": {
+            "cpu_guarantee": 2,
+            "cpu_limit": 8,
+            "extra_resource_limits": {"nvidia.com/gpu": "1"},
+        },
+    }
+    app = _configured(hub_objects, monkeypatch, tmp_path, VALERIA_EXTRA_PROFILES=json.dumps([gpu]))
+    assert [p["slug"] for p in app.config.ValeriaKubeSpawner.profile_list] == ["scipy", "r", "gpu"]
+    pod = await render_pod(app, "gpu")
+    kubernetes_validate.validate(pod, "1.29.0", strict=True)
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == gpu["image"]
+    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    # still alice's identity and volumes: a flavour cannot change those
+    assert pod["spec"]["securityContext"]["runAsUser"] == UID

@@ -50,6 +50,7 @@ PARAMS = {
     "valeria-hub.yaml": {
         "NAMESPACE": "valeria",
         "HUB_HOST": "jupyter.apps.example.org",
+        "IMAGE_PREFIX": "image-registry.openshift-image-registry.svc:5000/valeria",
         "OIDC_REALM_URL": "https://sso.example.org/realms/valeria",
         "OIDC_ALLOWED_GROUPS": "/researchers",
         "OIDC_ADMIN_GROUPS": "/hub-admins",
@@ -62,6 +63,7 @@ PARAMS = {
     "valeria-cluster.yaml": {"NAMESPACE": "valeria"},
     "valeria-builds.yaml": {"GIT_URI": "https://git.example.org/valeria/valeria-jupyterhub.git"},
     "valeria-monitoring.yaml": {"NAMESPACE": "valeria"},
+    "valeria-backup.yaml": {"DB_HOST": "postgres.example.org"},
 }
 TEMPLATE_FILES = sorted(TEMPLATES.glob("*.yaml"))
 
@@ -265,6 +267,8 @@ def test_hub_env_secrets_only_by_reference(hub: list[dict]) -> None:
     secret_refs = {}
     for env in container["env"]:
         assert "value" not in env, f"{env['name']} is a plain value in the pod spec"
+        if env["name"] == "VALERIA_EXTRA_PROFILES":  # the admin's own ConfigMap, not a secret
+            continue
         ref = env["valueFrom"]["secretKeyRef"]
         secret_refs[env["name"]] = (ref["name"], ref["key"])
     assert set(secret_refs) >= {
@@ -584,6 +588,10 @@ def hub_environment(hub: list[dict]) -> dict[str, str]:
         cm = one(hub, "ConfigMap", source["configMapRef"]["name"])
         env.update(cm["data"])
     for item in container["env"]:
+        if "configMapKeyRef" in item["valueFrom"]:
+            # the admin's own ConfigMaps (extra profiles): optional, absent in a first deployment
+            assert item["valueFrom"]["configMapKeyRef"]["optional"] is True, item["name"]
+            continue
         ref = item["valueFrom"]["secretKeyRef"]
         secret = admin_secrets.get(ref["name"])
         if secret is None or ref["key"] not in secret:
@@ -617,8 +625,8 @@ def test_hub_settings_accept_the_template_environment(hub: list[dict]) -> None:
     for profile in settings.profiles:
         override = profile.as_kubespawner()["kubespawner_override"]
         assert ByteSpecification().validate(None, override["mem_limit"]) == 8 * 1024**3
-        assert ByteSpecification().validate(None, override["mem_guarantee"]) == 1024**3
-        assert override["cpu_limit"] == 4
+        assert ByteSpecification().validate(None, override["mem_guarantee"]) == 2 * 1024**3
+        assert override["cpu_limit"] == 4 and override["cpu_guarantee"] == 0.5
     assert settings.s3_shared_buckets == ("climate-shared",)
 
 
@@ -654,9 +662,12 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
     if not config.exists():
         pytest.fail("hub_config/jupyterhub_config.py is missing (the hub image copies it)")
     container = one(hub, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    command = container["command"]
-    assert command[0] == "jupyterhub"
-    assert command[1:3] == ["--config", "/srv/jupyterhub/jupyterhub_config.py"]
+    # args, not command: the image's ENTRYPOINT, tini, stays PID 1 (reaps the proxy and the culler)
+    assert "command" not in container
+    command = container["args"]
+    assert command == ["jupyterhub", "--config", "/srv/jupyterhub/jupyterhub_config.py"]
+    dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile
     # the hub image puts the repository's file exactly there
     assert (
         "COPY hub_config/jupyterhub_config.py /srv/jupyterhub/jupyterhub_config.py"
@@ -686,9 +697,9 @@ def test_jupyterhub_config_loads_with_the_template_environment(hub: list[dict], 
     # the idle culler is a hub service with only the scopes it needs
     services = {s["name"]: s for s in loaded["services"]}
     roles = {r["name"]: r for r in loaded["roles"]}
-    assert set(services) == set(roles) == {"idle-culler", "metrics"}
+    assert {"idle-culler", "metrics"} <= set(services) and {"idle-culler", "metrics"} <= set(roles)
     culler = services["idle-culler"]
-    assert culler["command"][:3] == ["python3", "-m", "jupyterhub_idle_culler"]
+    assert culler["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
     assert "--timeout=3600" in culler["command"]
     role = roles["idle-culler"]
     assert role["services"] == ["idle-culler"]
@@ -706,12 +717,15 @@ def test_culler_accepts_the_template_options(hub: list[dict]) -> None:
         [sys.executable, "-m", "jupyterhub_idle_culler", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    command = one(hub, "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
-    services = json.loads(next(a for a in command if a.startswith("--JupyterHub.services=")).split("=", 1)[1])
-    for option in services["command"][3:]:
-        assert f"{option.split('=')[0]} " in result.stdout or f"{option.split('=')[0]}=" in result.stdout, (
-            option
-        )
+    env = hub_environment(hub)
+    assert (env["VALERIA_CULL_IDLE_TIMEOUT"], env["VALERIA_CULL_EVERY"], env["VALERIA_CULL_MAX_AGE"]) == (
+        "3600",
+        "300",
+        "0",
+    )
+    config = (REPO / "hub_config" / "jupyterhub_config.py").read_text()
+    for option in re.findall(r'f"(--[a-z-]+)=', config):
+        assert f"{option} " in result.stdout or f"{option}=" in result.stdout, option
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,7 +11,14 @@ import hvac.exceptions
 import jwt
 import pytest
 from valeria_platform.oidc import OIDCProvider
-from valeria_platform.openbao import VAULT_SCRIPTS, OpenBao, configure_vault, run_vault_script
+from valeria_platform.openbao import (
+    JWT_MOUNT,
+    KV_MOUNT,
+    VAULT_SCRIPTS,
+    OpenBao,
+    configure_vault,
+    run_vault_script,
+)
 from valeria_platform.procs import ServiceError
 
 from tests.fixtures.services import HUB_CALLBACK, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, VAULT_USERS
@@ -23,7 +30,7 @@ def _access_token(provider: OIDCProvider, user: str) -> str:
 
 def _vault_login(vault: OpenBao, token: str) -> hvac.Client:
     client = hvac.Client(url=vault.addr, timeout=10)
-    client.auth.jwt.jwt_login(role="jupyterhub", jwt=token, path="jwt")
+    client.auth.jwt.jwt_login(role="jupyterhub", jwt=token, path=JWT_MOUNT)
     return client
 
 
@@ -34,7 +41,7 @@ def _home(provider: OIDCProvider, user: str) -> str:
 
 def _read(client: hvac.Client, path: str) -> dict:
     return client.secrets.kv.v2.read_secret_version(
-        path=path, mount_point="secret", raise_on_deleted_version=True
+        path=path, mount_point=KV_MOUNT, raise_on_deleted_version=True
     )["data"]["data"]
 
 
@@ -61,10 +68,10 @@ def test_a_user_cannot_read_another_users_secrets(openbao: OpenBao, oidc_provide
             _read(alice, path)
     # nor list who else has secrets, nor write her own
     with pytest.raises(hvac.exceptions.Forbidden):
-        alice.secrets.kv.v2.list_secrets(path="valeria/users", mount_point="secret")
+        alice.secrets.kv.v2.list_secrets(path="valeria/users", mount_point=KV_MOUNT)
     with pytest.raises(hvac.exceptions.Forbidden):
         alice.secrets.kv.v2.create_or_update_secret(
-            path=f"{alice_home}/posix", secret={"uid": "0"}, mount_point="secret"
+            path=f"{alice_home}/posix", secret={"uid": "0"}, mount_point=KV_MOUNT
         )
     bob = _vault_login(openbao, _access_token(oidc_provider, "bob"))
     assert _read(bob, f"{bob_home}/s3")["access_key"] == VAULT_USERS["bob"][3]
@@ -140,7 +147,7 @@ def test_secrets_stay_out_of_logs_and_command_lines(openbao: OpenBao) -> None:
         stdin=secret + "\n",
     )
     data = openbao.client().secrets.kv.v2.read_secret_version(
-        path="valeria/users/dave/s3", mount_point="secret", raise_on_deleted_version=True
+        path="valeria/users/dave/s3", mount_point=KV_MOUNT, raise_on_deleted_version=True
     )["data"]["data"]
     assert data == {"access_key": "AKDAVE", "secret_key": secret}
     assert subprocess.run(["bash", "-n", str(VAULT_SCRIPTS / "configure-vault.sh")]).returncode == 0

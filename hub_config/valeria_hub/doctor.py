@@ -427,9 +427,12 @@ def check_s3(settings: HubSettings, opts: Options) -> Result:
     ca = settings.s3_ca_bundle
     note = ""
     if ca and not Path(ca).is_file():
-        # VALERIA_S3_CA_BUNDLE is a path inside the notebook image; the hub may not have it
-        note = f" (VALERIA_S3_CA_BUNDLE {ca} is not on the hub: checked with the hub's CAs)"
-        ca = None
+        # VALERIA_S3_CA_BUNDLE is a path inside the notebook image; the hub may not have it: check
+        # with the platform's bundle (VALERIA_CA_BUNDLE, the same ConfigMap as the notebooks'), never
+        # with certifi's, which knows no private CA
+        fallback = settings.ca_bundle if settings.ca_bundle and Path(settings.ca_bundle).is_file() else None
+        note = f" (VALERIA_S3_CA_BUNDLE {ca} is not on the hub: checked with {fallback or 'the hub’s CAs'})"
+        ca = fallback
     # ListBuckets signed with a key that does not exist: any S3 (RGW, AWS, moto) answers with an
     # S3 error document (InvalidAccessKeyId), which proves it speaks S3 and checks signatures.
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -447,7 +450,9 @@ def check_s3(settings: HubSettings, opts: Options) -> Result:
             FAIL,
             "s3",
             f"{endpoint}: TLS failed ({_short(e)}){note}",
-            "notebooks verify TLS too: set VALERIA_S3_CA_BUNDLE to the RGW's CA inside the notebook image",
+            "put the CA that signs the RGW certificate into the platform's CA bundle (template parameter "
+            "CA_BUNDLE_CONFIGMAP, docs/deploy.md; or VALERIA_S3_CA_BUNDLE, a file in the notebook image): "
+            "the hub and the notebooks both verify with it",
         )
     except requests.RequestException as e:
         return Result(

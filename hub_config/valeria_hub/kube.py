@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import posixpath
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -69,19 +70,30 @@ def secret_env(names: list[str] | tuple[str, ...], secret_name: str) -> dict[str
     }
 
 
-def nfs_volumes(plan: SpawnPlan) -> tuple[list[dict], list[dict]]:
-    """Volumes and mounts for exactly this user's NFS home and scratch paths."""
+def plan_volumes(plan: SpawnPlan) -> tuple[list[dict], list[dict]]:
+    """Volumes and mounts: exactly this user's NFS home and scratch paths, and the platform's CA bundle."""
     volumes = [
         {"name": f"valeria-{v.name}", "nfs": {"server": v.server, "path": v.export_path, "readOnly": False}}
         for v in plan.volumes
     ]
     mounts = [{"name": f"valeria-{v.name}", "mountPath": v.mount_path} for v in plan.volumes]
+    if plan.ca_bundle:
+        # the platform's CA bundle: a profile may not add volumes, so the hub mounts it itself
+        configmap, path = plan.ca_bundle
+        folder, filename = posixpath.split(path)
+        volumes.append(
+            {
+                "name": "valeria-ca",
+                "configMap": {"name": configmap, "items": [{"key": "ca-bundle.crt", "path": filename}]},
+            }
+        )
+        mounts.append({"name": "valeria-ca", "mountPath": folder, "readOnly": True})
     return volumes, mounts
 
 
 def pod_overrides(plan: SpawnPlan, secret_name: str) -> dict[str, Any]:
     """KubeSpawner trait values that make the pod run as the plan says."""
-    volumes, mounts = nfs_volumes(plan)
+    volumes, mounts = plan_volumes(plan)
     environment: dict[str, Any] = dict(plan.public_env)
     environment["HOME"] = plan.home_dir
     environment.update(secret_env(sorted(plan.secret_env), secret_name))
@@ -302,7 +314,7 @@ __all__ = [
     "check_pod",
     "create_rights",
     "make_user_secret",
-    "nfs_volumes",
+    "plan_volumes",
     "pod_overrides",
     "secret_env",
     "secret_name_for",

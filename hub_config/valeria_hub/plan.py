@@ -16,11 +16,17 @@ from .errors import PlanError
 from .s3env import s3_public_environment, s3_secret_environment
 from .settings import HubSettings
 
-#: Usernames that may be substituted into NFS and Vault paths (JupyterHub lowercases names).
-_USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+#: The one rule for user names substituted into NFS and Vault paths (JupyterHub lowercases names),
+#: matched in full; openshift/vault/put-user-secrets.sh checks the same pattern, docs/keycloak.md
+#: states it and how e-mail user names are mapped in Keycloak.
+USERNAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
+_USERNAME_RE = re.compile(USERNAME_PATTERN)
 _DIGITS_RE = re.compile(r"[0-9]{1,10}")
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces or newlines
 MAX_GROUPS = 64
+
+#: what points TLS clients at a CA bundle: botocore, requests, OpenSSL (Python ssl, R, git), curl
+CA_BUNDLE_VARIABLES = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
 
 HOME_MOUNT = "/home/{username}"
 SCRATCH_MOUNT = "/scratch/{username}"
@@ -64,6 +70,8 @@ class SpawnPlan:
     scratch_dir: str
     volumes: tuple[NfsVolume, ...] = ()
     image: str | None = None
+    #: the platform's CA bundle: (ConfigMap name, path in the pod), mounted by the hub, not a profile
+    ca_bundle: tuple[str, str] | None = None
 
     def secret_values(self) -> list[str]:
         """The values that must never appear in a pod spec, a log line or an HTTP response."""
@@ -73,7 +81,8 @@ class SpawnPlan:
 def check_username(username: str) -> str:
     if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username) or ".." in username:
         raise PlanError(
-            "Your username cannot be used for storage paths (letters, digits, '.', '_', '-' only); "
+            "Your user name cannot be used for storage paths: it must be 1 to 63 lowercase letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit (an e-mail address is not); "
             "contact the platform administrators.",
             reason="bad-username",
         )
@@ -194,6 +203,13 @@ def build_plan(
         shared_buckets=settings.s3_shared_buckets,
     )
     public_env["VALERIA_SCRATCH_DIR"] = scratch_dir
+    if settings.ca_bundle:
+        # every TLS client in the notebook (requests, pip, curl, git, R) trusts the platform's CAs
+        for name in CA_BUNDLE_VARIABLES:
+            public_env.setdefault(name, settings.ca_bundle)
+    ca_bundle = None
+    if settings.spawner == "kubernetes" and settings.ca_bundle_configmap and settings.ca_bundle:
+        ca_bundle = (settings.ca_bundle_configmap, settings.ca_bundle)
     secret_env = s3_secret_environment(keys.access_key, keys.secret_key, keys.session_token)
     return SpawnPlan(
         username=username,
@@ -206,4 +222,5 @@ def build_plan(
         scratch_dir=scratch_dir,
         volumes=volumes,
         image=image,
+        ca_bundle=ca_bundle,
     )

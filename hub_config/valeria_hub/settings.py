@@ -60,6 +60,10 @@ DEFAULT_PROFILES = (
 )
 
 
+#: where the platform's CA bundle (VALERIA_CA_BUNDLE_CONFIGMAP, key ca-bundle.crt) is mounted
+DEFAULT_CA_BUNDLE = "/etc/pki/valeria/ca-bundle.crt"
+
+
 class SettingsError(ValueError):
     """A hub setting is missing or invalid; the message names the variable, never a secret value."""
 
@@ -141,6 +145,11 @@ class HubSettings:
     db_password: Secret
     #: token of the `metrics` hub service (scope read:metrics only) that Prometheus scrapes with
     metrics_token: Secret
+    start_timeout: int
+    http_timeout: int
+    cull_idle_timeout: int
+    cull_every: int
+    cull_max_age: int
     # vault
     vault_addr: str
     vault_cacert: str | None
@@ -161,6 +170,8 @@ class HubSettings:
     s3_endpoint: str
     s3_region: str
     s3_ca_bundle: str | None
+    ca_bundle: str | None
+    ca_bundle_configmap: str | None
     s3_shared_buckets: tuple[str, ...]
     spawner: str
     nfs_server: str | None
@@ -187,6 +198,16 @@ class HubSettings:
         if uid_max < uid_min:
             raise SettingsError(f"VALERIA_UID_MAX ({uid_max}) is below VALERIA_UID_MIN ({uid_min})")
         access_ttl_margin = env.integer("VALERIA_TOKEN_REFRESH_MARGIN", 60, minimum=0)
+        ca_configmap = env.optional("VALERIA_CA_BUNDLE_CONFIGMAP")
+        if ca_configmap and not _SLUG_RE.fullmatch(ca_configmap):
+            raise SettingsError(f"VALERIA_CA_BUNDLE_CONFIGMAP must be a ConfigMap name, got {ca_configmap!r}")
+        ca_bundle = env.get("VALERIA_CA_BUNDLE", DEFAULT_CA_BUNDLE if ca_configmap else "") or None
+        if ca_configmap and (not ca_bundle.startswith("/") or ca_bundle.count("/") < 3):
+            # mounted as a whole directory in the notebooks: never /, /etc or another system folder
+            raise SettingsError(
+                f"VALERIA_CA_BUNDLE must be a file in a dedicated folder such as {DEFAULT_CA_BUNDLE}, "
+                f"got {ca_bundle!r}"
+            )
         settings = cls(
             oidc_realm_url=env.url("VALERIA_OIDC_REALM_URL").rstrip("/"),
             oidc_client_id=env.required("VALERIA_OIDC_CLIENT_ID"),
@@ -206,12 +227,22 @@ class HubSettings:
             proxy_api_url=env.url("VALERIA_PROXY_API_URL", "http://127.0.0.1:8001"),
             proxy_should_start=env.boolean("VALERIA_PROXY_SHOULD_START", True),
             db_url=env.db_url("VALERIA_DB_URL", "sqlite:///jupyterhub.sqlite"),
-            db_password=Secret(environ.get("VALERIA_DB_PASSWORD", "")),
+            # stripped: a password file made with `echo` ends in a newline that libpq would send
+            db_password=Secret(environ.get("VALERIA_DB_PASSWORD", "").strip()),
+            # the first spawn on a node pulls a multi-GB notebook image: JupyterHub's 60 s is too short
+            start_timeout=env.integer("VALERIA_START_TIMEOUT", 600, minimum=1),
+            http_timeout=env.integer("VALERIA_HTTP_TIMEOUT", 120, minimum=1),
+            cull_idle_timeout=env.integer("VALERIA_CULL_IDLE_TIMEOUT", 0, minimum=0),
+            cull_every=env.integer("VALERIA_CULL_EVERY", 300, minimum=1),
+            cull_max_age=env.integer("VALERIA_CULL_MAX_AGE", 0, minimum=0),
             metrics_token=Secret(env.optional_secret("VALERIA_METRICS_TOKEN", min_length=32)),
             vault_addr=env.url("VALERIA_VAULT_ADDR").rstrip("/"),
             vault_cacert=env.optional("VALERIA_VAULT_CACERT"),
             vault_auth=vault_auth,
-            vault_auth_mount=env.path_segment("VALERIA_VAULT_AUTH_MOUNT", vault_auth),
+            # configure-vault.sh's own mount (never a shared `jwt/`); other methods: their usual path
+            vault_auth_mount=env.path_segment(
+                "VALERIA_VAULT_AUTH_MOUNT", "valeria-jwt" if vault_auth == "jwt" else vault_auth
+            ),
             vault_role=env.get("VALERIA_VAULT_ROLE", "jupyterhub"),
             vault_approle_role_id=(
                 env.required("VALERIA_VAULT_APPROLE_ROLE_ID") if vault_auth == "approle" else None
@@ -222,7 +253,7 @@ class HubSettings:
             vault_kube_token_path=env.get(
                 "VALERIA_VAULT_KUBE_TOKEN_PATH", "/var/run/secrets/kubernetes.io/serviceaccount/token"
             ),
-            vault_kv_mount=env.path_segment("VALERIA_VAULT_KV_MOUNT", "secret"),
+            vault_kv_mount=env.path_segment("VALERIA_VAULT_KV_MOUNT", "valeria-kv"),
             vault_s3_path=env.template(
                 "VALERIA_VAULT_S3_PATH", "valeria/users/{sub}/s3", {"username", "sub"}
             ),
@@ -235,7 +266,11 @@ class HubSettings:
             uid_max=uid_max,
             s3_endpoint=env.url("VALERIA_S3_ENDPOINT"),
             s3_region=env.get("VALERIA_S3_REGION", "us-east-1"),
-            s3_ca_bundle=env.optional("VALERIA_S3_CA_BUNDLE"),
+            # the platform's CA bundle (the admin's ConfigMap, mounted at this path on the hub and
+            # in every notebook): S3 clients use it unless told otherwise
+            s3_ca_bundle=env.optional("VALERIA_S3_CA_BUNDLE") or ca_bundle,
+            ca_bundle=ca_bundle,
+            ca_bundle_configmap=ca_configmap,
             s3_shared_buckets=env.csv("VALERIA_S3_SHARED_BUCKETS"),
             spawner=spawner,
             nfs_server=env.required("VALERIA_NFS_SERVER")
@@ -245,7 +280,7 @@ class HubSettings:
             nfs_scratch_path=env.template(
                 "VALERIA_NFS_SCRATCH_PATH", "/scratch/{username}", {"username", "uid"}
             ),
-            profiles=env.profiles("VALERIA_PROFILES"),
+            profiles=env.profiles("VALERIA_PROFILES", "VALERIA_EXTRA_PROFILES"),
             namespace=env.optional("VALERIA_NAMESPACE"),
             notebook_service_account=env.optional("VALERIA_NOTEBOOK_SERVICE_ACCOUNT"),
             local_root=env.get("VALERIA_LOCAL_ROOT", ".state/users"),
@@ -413,10 +448,19 @@ class _Reader:
             raise SettingsError(f"{name} must not contain '..', got {value!r}")
         return value
 
-    def profiles(self, name: str) -> tuple[Profile, ...]:
+    def profiles(self, name: str, extra_name: str) -> tuple[Profile, ...]:
+        """The profile list `name` (default: DEFAULT_PROFILES), then the admin's extra flavours
+        `extra_name` (optional; its own ConfigMap, so re-applying the template never resets it)."""
         raw = self.environ.get(name, "").strip()
-        if not raw:
-            return tuple(Profile(**entry) for entry in DEFAULT_PROFILES)
+        profiles = self._profile_list(name, raw) if raw else tuple(Profile(**e) for e in DEFAULT_PROFILES)
+        extra_raw = self.environ.get(extra_name, "").strip()
+        extra = self._profile_list(extra_name, extra_raw) if extra_raw else ()
+        taken = {p.slug for p in profiles} & {p.slug for p in extra}
+        if taken:
+            raise SettingsError(f"{extra_name} repeats the slugs of {name}: {', '.join(sorted(taken))}")
+        return profiles + extra
+
+    def _profile_list(self, name: str, raw: str) -> tuple[Profile, ...]:
         try:
             entries = json.loads(raw)
         except ValueError as e:

@@ -1,6 +1,7 @@
 """OpenBao (Vault's API-compatible fork) in dev mode on loopback, standing in for Vault.
 
-The dev server keeps everything in memory and mounts KV v2 at ``secret/``. Its root token is
+The dev server keeps everything in memory and mounts KV v2 at ``secret/`` (unused: the admin's
+script creates its own ``valeria-kv/``). Its root token is
 chosen here, passed in the environment (not on the command line) and redacted from the log; HOME
 points into the workdir because the dev server writes ``~/.vault-token``. Configure it the way an
 admin configures Vault with :func:`configure_vault` (runs ``openshift/vault/configure-vault.sh``).
@@ -23,6 +24,9 @@ from .procs import free_port as free_port  # its old home: tests and tools impor
 
 REPO = Path(__file__).resolve().parents[2]
 VAULT_SCRIPTS = REPO / "openshift" / "vault"
+#: configure-vault.sh's own mounts (its defaults, and the hub's): never a shared `secret/` or `jwt/`
+KV_MOUNT = "valeria-kv"
+JWT_MOUNT = "valeria-jwt"
 
 
 def bao_binary() -> str:
@@ -133,13 +137,16 @@ def configure_vault(
     discovery_url: str,
     audience: str,
     role: str = "jupyterhub",
-    kv_mount: str = "secret",
+    kv_mount: str = KV_MOUNT,
     users_prefix: str = "valeria/users",
     token_ttl: str = "15m",
     azp: str | None = None,
+    args: list[str] | None = None,
+    token: str | None = None,
 ) -> str:
     """Configure ``vault`` exactly as the admin docs say (``configure-vault.sh``); returns its output.
-    ``azp``: the client whose access tokens the role accepts (default: ``audience``)."""
+    ``azp``: the client whose access tokens the role accepts (default: ``audience``); ``token``: run
+    as that token instead of root (e.g. one holding only valeria-admin-policy.hcl)."""
     env = {
         "OIDC_DISCOVERY_URL": discovery_url,
         "JWT_BOUND_AUDIENCE": audience,
@@ -149,7 +156,9 @@ def configure_vault(
         "VAULT_USERS_PREFIX": users_prefix,
         "VAULT_TOKEN_TTL": token_ttl,
     }
-    return run_vault_script(vault, "configure-vault.sh", env=env).stdout
+    if token:
+        env["VAULT_TOKEN"] = token
+    return run_vault_script(vault, "configure-vault.sh", args=args, env=env).stdout
 
 
 def write_user_secrets(
@@ -160,8 +169,9 @@ def write_user_secrets(
     uid: int,
     gid: int,
     groups: list[int] | None = None,
-    kv_mount: str = "secret",
+    kv_mount: str = KV_MOUNT,
     users_prefix: str = "valeria/users",
+    token: str | None = None,
 ) -> None:
     """Store a user's S3 keys and POSIX identity with the admin's ``put-user-secrets.sh`` under
     ``subject`` (the user's OIDC ``sub``; the S3 secret key goes through stdin, never argv)."""
@@ -170,6 +180,11 @@ def write_user_secrets(
         vault,
         "put-user-secrets.sh",
         args=[subject, str(uid), str(gid), group_list],
-        env={"VAULT_KV_MOUNT": kv_mount, "VAULT_USERS_PREFIX": users_prefix, "S3_ACCESS_KEY": access_key},
+        env={
+            "VAULT_KV_MOUNT": kv_mount,
+            "VAULT_USERS_PREFIX": users_prefix,
+            "S3_ACCESS_KEY": access_key,
+            **({"VAULT_TOKEN": token} if token else {}),
+        },
         stdin=secret_key + "\n",
     )

@@ -9,11 +9,11 @@
 #
 # The S3 secret key is read from stdin (never from the command line, where `ps` would show it).
 # Settings: VAULT_ADDR, VAULT_TOKEN (a token allowed to write the users' secrets), VAULT_KV_MOUNT
-# (default secret), VAULT_USERS_PREFIX (default valeria/users), VAULT_CLI (default vault).
+# (default valeria-kv), VAULT_USERS_PREFIX (default valeria/users), VAULT_CLI (default vault).
 set -euo pipefail
 
 VAULT="${VAULT_CLI:-vault}"
-KV_MOUNT="${VAULT_KV_MOUNT:-secret}"
+KV_MOUNT="${VAULT_KV_MOUNT:-valeria-kv}"
 PREFIX="${VAULT_USERS_PREFIX:-valeria/users}"
 
 if [ $# -lt 3 ]; then
