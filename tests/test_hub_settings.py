@@ -167,7 +167,11 @@ def test_config_file_keeps_servers_on_hub_restart_and_sets_timeouts():
     )
     env = hub_env(VALERIA_START_TIMEOUT="700", VALERIA_HTTP_TIMEOUT="90")
     result = subprocess.run(
-        [sys.executable, "-c", code], env={**worktree_path(), **env}, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code],
+        env={**worktree_path(), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     # docs/upgrade.md: a hub restart (Recreate rollout, rollout restart, node drain) leaves servers running
