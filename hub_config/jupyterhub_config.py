@@ -44,6 +44,9 @@ if settings.hub_connect_url:
 c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
 c.ConfigurableHTTPProxy.should_start = settings.proxy_should_start
 c.JupyterHub.db_url = settings.db_url
+# A hub restart (upgrade, rollout, crash) must not stop the users' servers: the new hub re-adopts
+# them from the database (KubeSpawner by pod name, the local spawner by pid and start time).
+c.JupyterHub.cleanup_servers = False
 os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays out of the URL
 
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
