@@ -47,6 +47,10 @@ c.JupyterHub.db_url = settings.db_url
 # A hub restart (upgrade, rollout, crash) must not stop the users' servers: the new hub re-adopts
 # them from the database (KubeSpawner by pod name, the local spawner by pid and start time).
 c.JupyterHub.cleanup_servers = False
+# PostgreSQL down or restarting: a clear 503 instead of a bare 500; the engine reconnects by itself
+import valeria_hub.dbdown  # noqa: E402
+
+valeria_hub.dbdown.install()
 os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays out of the URL
 
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
