@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool
+from traitlets import Bool, Float
 
 #: LabApp settings that stop JupyterLab from fetching its news feed and checking PyPI for updates
 QUIET_LAB = {
@@ -89,6 +89,16 @@ class DatalakeExtension(ExtensionApp):
         "a notebook server on a research platform does not phone home.",
     )
 
+    busy_kernel_interval = Float(
+        30.0,
+        config=True,
+        help="Every this many seconds, a busy kernel counts as activity of the server, so the hub's "
+        "idle culler never stops a long silent computation (0 turns it off). Keep it well below "
+        "the activity report interval (JUPYTERHUB_ACTIVITY_INTERVAL, 300 s by default).",
+    )
+
+    _busy_callback: Any = None
+
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         super()._link_jupyter_server_extension(serverapp)
         link(serverapp)
@@ -98,6 +108,10 @@ class DatalakeExtension(ExtensionApp):
                 self.log.info("valeria_datalake: JupyterLab calls home off: %s", ", ".join(changed))
 
     def initialize_settings(self) -> None:
+        if self.busy_kernel_interval > 0:
+            from .activity import start_busy_kernel_activity
+
+            self._busy_callback = start_busy_kernel_activity(self.serverapp, self.busy_kernel_interval)
         cm = active_manager(self.serverapp)
         if cm is None:
             self.log.info(
@@ -117,6 +131,8 @@ class DatalakeExtension(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Abort unfinished chunked uploads and close the S3 clients (server shutdown)."""
+        if self._busy_callback is not None:
+            self._busy_callback.stop()
         cm = active_manager(self.serverapp)
         if cm is None:
             return
