@@ -9,6 +9,7 @@ import json
 
 import pytest
 import requests
+from valeria_hub.stages import parse_report
 
 from tests.fixtures.hub import (
     RunningHub,
@@ -51,6 +52,10 @@ def test_hub_restart_keeps_and_readopts_running_server(tmp_path, postgres, oidc_
         assert hub_api(hub, session, "POST", "/users/alice/server").status_code in (201, 202)
         wait_server(hub, session, ready=True)
         (before,) = singleuser_processes(hub, "alice")
+        # the spawn logged its stage timings (read back by bench/hub_load.py)
+        (stages,) = [parse_report(line) for line in hub.log_text().splitlines() if parse_report(line)]
+        assert stages[0] == "alice"
+        assert set(stages[1]) == {"refresh", "vault_login", "vault_read", "vault_revoke", "plan", "start"}
         open_server(hub, session, "alice")
         r = save(hub, session, "alice", "before.txt", "written before the restart")
         assert r.status_code == 201, r.text

@@ -19,6 +19,7 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner
 
 from .spawnbase import PlannedSpawnerMixin
+from .stages import SpawnStages
 
 
 def process_start_time(pid: int) -> int | None:
@@ -93,9 +94,16 @@ class LocalDatalakeSpawner(PlannedSpawnerMixin, LocalProcessSpawner):
         return args
 
     async def start(self):
+        stages = SpawnStages()
+        try:
+            return await self._start(stages)
+        finally:
+            stages.report(self.user.name, self.log)
+
+    async def _start(self, stages: SpawnStages):
         self.plan = None
         self.started = None
-        plan = await self.make_plan()
+        plan = await self.make_plan(stages)
         for path in (plan.home_dir, plan.scratch_dir):
             os.makedirs(path, mode=0o700, exist_ok=True)
         self.plan = plan
@@ -108,6 +116,7 @@ class LocalDatalakeSpawner(PlannedSpawnerMixin, LocalProcessSpawner):
             plan.uid,
             plan.gid,
         )
-        address = await super().start()
+        with stages.stage("start"):
+            address = await super().start()
         self.started = process_start_time(self.pid)
         return address

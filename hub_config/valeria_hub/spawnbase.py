@@ -13,6 +13,7 @@ from .errors import SpawnRefused
 from .pipeline import AuthStateSource, plan_spawn
 from .plan import SpawnPlan
 from .settings import HubSettings
+from .stages import SpawnStages
 from .vault import VaultClient
 
 
@@ -30,7 +31,7 @@ class PlannedSpawnerMixin(LoggingConfigurable):
             return lambda: authenticator.fresh_auth_state(self.user)
         return self.user.get_auth_state
 
-    async def make_plan(self) -> SpawnPlan:
+    async def make_plan(self, stages: SpawnStages | None = None) -> SpawnPlan:
         """Run the spawn pipeline; any failure raises SpawnRefused and nothing starts."""
         if self.valeria_settings is None:
             raise SpawnRefused(
@@ -38,5 +39,10 @@ class PlannedSpawnerMixin(LoggingConfigurable):
             )
         vault = VaultClient(self.valeria_settings, log=self.log)
         return await plan_spawn(
-            self.valeria_settings, vault, self.user.name, self._auth_state_source(), log=self.log
+            self.valeria_settings,
+            vault,
+            self.user.name,
+            self._auth_state_source(),
+            log=self.log,
+            stages=stages,
         )

@@ -21,6 +21,7 @@ import requests
 
 from .errors import VaultError
 from .settings import HubSettings
+from .stages import SpawnStages
 
 T = TypeVar("T")
 
@@ -171,16 +172,20 @@ class VaultClient:
             self.log.warning("Vault token revocation failed (%s); it will expire by its TTL", e.reason)
 
     async def read_user_secrets(
-        self, username: str, sub: str | None, access_token: str | None
+        self, username: str, sub: str | None, access_token: str | None, stages: SpawnStages | None = None
     ) -> UserSecrets:
-        """Login → read identity and S3 keys → revoke (always, once logged in)."""
+        """Login → read identity and S3 keys → revoke (always, once logged in); timed into `stages`."""
         s = self.settings
+        stages = stages or SpawnStages()
         identity_path = kv_path(s.vault_identity_path, username, sub)
         s3_path = kv_path(s.vault_s3_path, username, sub)
-        client = await self.login(access_token)
+        with stages.stage("vault_login"):
+            client = await self.login(access_token)
         try:
-            identity = await self.read(client, identity_path)
-            s3 = await self.read(client, s3_path)
+            with stages.stage("vault_read"):
+                identity = await self.read(client, identity_path)
+                s3 = await self.read(client, s3_path)
         finally:
-            await self.revoke(client)
+            with stages.stage("vault_revoke"):
+                await self.revoke(client)
         return UserSecrets(identity=identity, s3=s3)
