@@ -56,8 +56,11 @@ class OIDCProvider(LocalService):
         port: int = 0,
         workdir: str | Path | None = None,
         host: str = "127.0.0.1",
+        public_base: str | None = None,
     ) -> None:
         super().__init__(workdir, port, host)
+        #: ``http://host:port`` clients reach the realm at (a proxy in front); default: its own address
+        self.public_base = public_base
         self.realm = realm
         self.users = list(users or [])
         self.clients = list(clients or [])
@@ -104,6 +107,7 @@ class OIDCProvider(LocalService):
             "cookie_keys": json.loads(cookie_keys_file.read_text()),
             "admin_token": self._admin_token,
             "ready_file": str(ready_file),
+            "public_base": self.public_base,
         }
         config_path = self.workdir / "oidc-config.json"
         _write_private_json(config_path, config)
@@ -117,7 +121,11 @@ class OIDCProvider(LocalService):
         return self
 
     def _discovery_ok(self) -> bool:
-        with urllib.request.urlopen(self.discovery_url, timeout=2) as r:
+        # asked at its own address: a proxy at public_base may not be pointed at it yet
+        from urllib.parse import urlsplit
+
+        direct = f"{self.base_url}{urlsplit(self.issuer).path}/.well-known/openid-configuration"
+        with urllib.request.urlopen(direct, timeout=2) as r:
             return json.load(r)["issuer"] == self.issuer
 
     # -- test and admin hooks ---------------------------------------------------------------------
