@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import urllib.request
@@ -249,3 +250,29 @@ def code_flow(
     )
     t.raise_for_status()
     return t.json()
+
+
+_FORM = re.compile(r'<form id="kc-form-login" method="post" action="([^"]+)"')
+
+
+def follow_login(session: Any, response: Any, username: str, password: str, timeout: float = 30) -> Any:
+    """Follow redirects from `response` (requests), filling the realm's login form, as a browser
+    does; return the last answer (the page the login ends on)."""
+    from urllib.parse import urljoin
+
+    r = response
+    for _ in range(20):
+        if r.status_code in (301, 302, 303, 307):
+            r = session.get(urljoin(r.url, r.headers["location"]), allow_redirects=False, timeout=timeout)
+            continue
+        m = _FORM.search(r.text) if r.status_code == 200 else None
+        if m:
+            r = session.post(
+                urljoin(r.url, m.group(1).replace("&amp;", "&")),
+                data={"username": username, "password": password},
+                allow_redirects=False,
+                timeout=timeout,
+            )
+            continue
+        return r
+    raise AssertionError("too many redirects")
