@@ -21,8 +21,12 @@ pytestmark = pytest.mark.hub
 CULL_TIMEOUT = 10
 
 
+#: the culler's settings when jupyterhub_config.py defines it from the environment (VALERIA_CULL_*)
+CULLER_ENV = {"VALERIA_CULL_IDLE_TIMEOUT": str(CULL_TIMEOUT), "VALERIA_CULL_EVERY": "2"}
+
+
 def culler_args() -> list[str]:
-    """The hub's command-line options that define the culler, from the rendered template."""
+    """The hub's command-line options that define the culler in the rendered template, if it does."""
     objects = render("valeria-hub.yaml", CULL_IDLE_TIMEOUT=str(CULL_TIMEOUT), CULL_EVERY="2")
     command = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
     return [a for a in command if a.startswith(("--JupyterHub.services=", "--JupyterHub.load_roles="))]
@@ -69,7 +73,7 @@ def server_of(hub: RunningHub, session, user: str) -> dict | None:
 
 
 def test_culler_stops_idle_servers_and_spares_busy_kernels(tmp_path, oidc_provider, openbao):
-    env = hub_base_env(oidc_provider, openbao, tmp_path)
+    env = hub_base_env(oidc_provider, openbao, tmp_path, **CULLER_ENV)
     # the notebook servers report activity more often than the (short) cull timeout, as the
     # default 300 s report interval is shorter than the template's one-hour timeout
     extra = [
@@ -79,6 +83,7 @@ def test_culler_stops_idle_servers_and_spares_busy_kernels(tmp_path, oidc_provid
     ]
     hub = start_hub(tmp_path, env, name="hub-culler", args=extra)
     try:
+        assert "Starting managed service idle-culler" in hub.log_text()
         sessions = {}
         for user in ("alice", "bob"):
             sessions[user], r = hub_login(hub, oidc_provider, user)

@@ -20,7 +20,7 @@ from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Integer, Unicode, default
 
 from .errors import SpawnRefused
@@ -107,7 +107,20 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         "Empty: no redirect parameter.",
     )
 
+    http_max_clients = Integer(
+        64,
+        config=True,
+        help="Concurrent requests to Keycloak (token, userinfo, refresh). tornado's default of 10 "
+        "queues the rest, and the queue time counts against the 10 s request timeout: with a class "
+        "starting at once, refreshes timed out and spawns were refused (bench/HUB_RESULTS.md).",
+    )
+
     _discovered = False
+
+    @default("http_client")
+    def _http_client_default(self):
+        # a client of our own: the shared AsyncHTTPClient() instance is capped at 10 requests
+        return AsyncHTTPClient(force_instance=True, max_clients=self.http_max_clients)
 
     @default("login_service")
     def _login_service_default(self):
@@ -226,10 +239,19 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         try:
             auth_model = await self._token_to_auth_model(token_info)
         except HTTPClientError as e:
+            if e.code == 599 or e.code >= 500:
+                # Keycloak slow or down (599: timeout, no answer): not the user's fault, no re-login
+                self.log.error(
+                    "Userinfo for %s after a refresh failed: Keycloak answered %s", user.name, e.code
+                )
+                raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
             self.log.info(
                 "Userinfo with a fresh token for %s failed (%s): new login needed", user.name, e.code
             )
             return False
+        except OSError as e:
+            self.log.error("Userinfo for %s after a refresh failed: %s", user.name, type(e).__name__)
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
         if not await self.check_allowed(auth_model["name"], auth_model) or auth_model["name"] != user.name:
             self.log.warning("%s is no longer allowed after a token refresh: new login needed", user.name)
             return False
