@@ -4,7 +4,8 @@ Everything real, on 127.0.0.1: PostgreSQL (hub database), the OIDC realm (Keyclo
 OpenBao (Vault), moto S3 with per-user IAM (counts requests), configurable-http-proxy, and
 JupyterHub with hub_config/jupyterhub_config.py and the local spawner: real jupyter servers with the
 datalake extension. Counting TCP proxies (valeria_platform.tcpproxy) sit in front of the realm and
-OpenBao. Each simulated student, in its own thread, all released at the same moment, does over
+OpenBao, each in a process of its own (in this one, the students' threads would starve them).
+Each simulated student, in its own thread, all released at the same moment, does over
 HTTP what a browser does: the IdP login form post and the OAuth callback, the spawn, opening
 JupyterLab (the server's own OAuth), the first ``GET /api/contents/`` of the root (bucket
 discovery) and of their bucket; then the server is stopped. login→ready ends with the bucket
@@ -51,7 +52,7 @@ from valeria_platform.oidc import NODE_DIR, OIDCProvider, follow_login  # noqa: 
 from valeria_platform.openbao import OpenBao, configure_vault  # noqa: E402
 from valeria_platform.postgres import PostgresServer  # noqa: E402
 from valeria_platform.procs import ManagedProcess, child_env, free_port, local_url  # noqa: E402
-from valeria_platform.tcpproxy import TcpProxy  # noqa: E402
+from valeria_platform.tcpproxy import TcpProxyProcess  # noqa: E402
 
 WORK = BENCH / "work" / "hub"
 CLIENT_ID = "jupyterhub"
@@ -138,7 +139,7 @@ class Platform:
         WORK.mkdir(parents=True)
         self.pg = PostgresServer(WORK / "pg").start()
         self.stoppers.append(self.pg.stop)
-        self.kc_proxy = TcpProxy().start()
+        self.kc_proxy = TcpProxyProcess().start()
         self.stoppers.append(self.kc_proxy.stop)
         self.client_secret = secrets.token_urlsafe(16)
         self.hub_port = free_port()
@@ -153,10 +154,10 @@ class Platform:
             public_base=self.kc_proxy.url,
         ).start()  # fmt: skip
         self.stoppers.append(self.oidc.stop)
-        self.kc_proxy.target_port = self.oidc.port
+        self.kc_proxy.set_target(self.oidc.port)
         self.vault = OpenBao(workdir=WORK / "openbao").start()
         self.stoppers.append(self.vault.stop)
-        self.vault_proxy = TcpProxy(self.vault.port).start()
+        self.vault_proxy = TcpProxyProcess(self.vault.port).start()
         self.stoppers.append(self.vault_proxy.stop)
         configure_vault(self.vault, self.oidc.issuer, audience=CLIENT_ID)
         self.s3 = start_moto_site()

@@ -10,9 +10,15 @@ It runs its own asyncio loop in a daemon thread; every method is safe to call fr
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import signal
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections import Counter
+from typing import Any
 
 from typing_extensions import Self
 
@@ -137,3 +143,93 @@ class TcpProxy(StartStop):
                     writer.write_eof()
                 except OSError:
                     pass
+
+
+class TcpProxyProcess(StartStop):
+    """The same proxy in a child process, for a caller whose own threads would starve it (a load
+    generator with hundreds of threads): ``python -m valeria_platform.tcpproxy``, driven over a
+    small HTTP control port (``/stats``, ``/reset``, ``/target?port=N``)."""
+
+    def __init__(self, target_port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._control_port = 0
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return local_url(self.port)
+
+    def start(self) -> Self:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "valeria_platform.tcpproxy", str(self.target_port or 0)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self._proc.stdout.readline() if self._proc.stdout else ""
+        if not line.startswith("READY "):
+            self._proc.kill()
+            raise RuntimeError(f"tcpproxy did not start: {line!r}")
+        self.port, self._control_port = (int(x) for x in line.split()[1:3])
+        return self
+
+    def _control(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{local_url(self._control_port)}{path}", timeout=30) as r:
+            return json.load(r)
+
+    def set_target(self, port: int) -> None:
+        self.target_port = port
+        self._control(f"/target?port={port}")
+
+    @property
+    def requests(self) -> Counter[tuple[str, str]]:
+        return Counter({(m, p): n for m, p, n in self._control("/stats")})
+
+    def reset(self) -> None:
+        self._control("/reset")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+            self._proc = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Child-process entry of TcpProxyProcess: ``READY <proxy port> <control port>`` on stdout."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    args = argv if argv is not None else sys.argv[1:]
+    proxy = TcpProxy(int(args[0]) or None).start()
+
+    class Control(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path == "/target":
+                proxy.target_port = int(parse_qs(url.query)["port"][0])
+            elif url.path == "/reset":
+                proxy.reset()
+            with proxy._lock:
+                stats = [[m, p, n] for (m, p), n in proxy.requests.items()]
+            body = json.dumps(stats if url.path == "/stats" else []).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    control = ThreadingHTTPServer(("127.0.0.1", 0), Control)
+    print(f"READY {proxy.port} {control.server_address[1]}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=control.shutdown).start())
+    control.serve_forever()
+    proxy.stop()
+
+
+if __name__ == "__main__":
+    main()
