@@ -4,7 +4,7 @@ Everything real, on 127.0.0.1: PostgreSQL (hub database), the OIDC realm (Keyclo
 OpenBao (Vault), moto S3 with per-user IAM (counts requests), configurable-http-proxy, and
 JupyterHub with hub_config/jupyterhub_config.py and the local spawner: real jupyter servers with the
 datalake extension. Counting TCP proxies (valeria_platform.tcpproxy) sit in front of the realm and
-OpenBao, each in a process of its own (in this one, the students' threads would starve them).
+OpenBao, each in a process of its own (in this one, the students' threads could slow them).
 Each simulated student, in its own thread, all released at the same moment, does over
 HTTP what a browser does: the IdP login form post and the OAuth callback, the spawn, opening
 JupyterLab (the server's own OAuth), the first ``GET /api/contents/`` of the root (bucket
