@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 from urllib.parse import urlencode
@@ -22,7 +23,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Dict, Integer, Unicode, default
 
 from .errors import SpawnRefused
 
@@ -116,8 +117,17 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         "starting at once, refreshes timed out and spawns were refused (bench/HUB_RESULTS.md).",
     )
 
+    shared_refresh_seconds = Integer(
+        30,
+        config=True,
+        help="For this many seconds after a refresh grant, requests that still hold the old refresh "
+        "token get its result instead of using the token again (see _refresh_once).",
+    )
+
     _discovered = False
     _discovery_lock: asyncio.Lock | None = None
+
+    _refreshes = Dict(help="sha256(refresh token) -> (future of its refresh, monotonic time it ended or 0)")
 
     @default("http_client")
     def _http_client_default(self):
@@ -229,6 +239,36 @@ class KeycloakAuthenticator(GenericOAuthenticator):
                 "Access token of %s expired and there is no refresh token: new login needed", user.name
             )
             return False
+        return await self._refresh_once(user, refresh_token, handler)
+
+    async def _refresh_once(self, user, refresh_token: str, handler=None):
+        """One refresh grant per refresh token, shared by every request that needs it meanwhile.
+
+        A user's spawn and the page polling it refresh at the same moment; a refresh token used
+        twice is reuse to a rotating IdP, which revokes the whole grant (Keycloak with "revoke
+        refresh token" on, our stand-in always): the first bench run logged 41 of 50 students out
+        mid-spawn. Callers that arrive while the grant runs, or until JupyterHub has stored its
+        result (`shared_refresh_seconds`), get the same answer.
+        """
+        key = hashlib.sha256(refresh_token.encode()).hexdigest()
+        now = time.monotonic()
+        for k in [
+            k for k, (_, at) in self._refreshes.items() if at and now - at > self.shared_refresh_seconds
+        ]:
+            del self._refreshes[k]
+        if key in self._refreshes:
+            return await asyncio.shield(self._refreshes[key][0])
+        future = asyncio.ensure_future(self._refresh_grant(user, refresh_token, handler))
+        self._refreshes[key] = (future, 0.0)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._refreshes[key] = (future, time.monotonic())
+            else:
+                self._refreshes.pop(key, None)  # an error is not shared: the next request retries
+
+    async def _refresh_grant(self, user, refresh_token: str, handler=None):
         await self.discover()
         params = self.build_refresh_token_request_params(refresh_token)
         try:
