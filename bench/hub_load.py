@@ -350,7 +350,8 @@ def generic_paths(requests_seen: Counter) -> Counter:
 
 
 def run_phase(label: str, url: str, hub: ManagedProcess, class_: list[Student], login: Any, spawn: bool,
-              platform: Platform) -> Phase:  # fmt: skip
+              platform: Platform, ramp: float = 0.0) -> Phase:  # fmt: skip
+    """Every student starts at the same moment, or spread evenly over `ramp` seconds."""
     phase = Phase(label)
     for proxy in (platform.kc_proxy, platform.vault_proxy):
         proxy.reset()
@@ -359,8 +360,9 @@ def run_phase(label: str, url: str, hub: ManagedProcess, class_: list[Student], 
     start_at = time.monotonic() + 2.0
     t0 = time.monotonic()
     with ThreadPoolExecutor(len(class_)) as pool:
-        phase.results = list(pool.map(lambda st: one_student(url, st, login, spawn, start_at), class_))
-    phase.wall = time.monotonic() - t0 - 2.0
+        starts = [start_at + ramp * i / len(class_) for i in range(len(class_))]
+        phase.results = list(pool.map(lambda st, at: one_student(url, st, login, spawn, at), class_, starts))
+    phase.wall = time.monotonic() - t0 - 2.0 - ramp
     phase.hub_cpu, phase.hub_rss_max, phase.load_max = monitor.stop()
     phase.requests = {
         "Keycloak": generic_paths(platform.kc_proxy.requests),
@@ -447,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--login-users", type=int, default=500, help="students in the login-only run (0: skip)"
     )
+    parser.add_argument(
+        "--login-ramp", type=float, default=0.0, help="spread the login-only students over this many seconds"
+    )
     parser.add_argument("--no-plain", action="store_true", help="skip the plain JupyterHub baseline")
     parser.add_argument(
         "--hub-arg", action="append", default=[], help="extra JupyterHub option for both hubs (repeatable)"
@@ -478,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
             hub = platform.valeria_hub("loginhub", args.hub_arg, VALERIA_AUTH_REFRESH_AGE="1",
                                        VALERIA_TOKEN_REFRESH_MARGIN="300")  # fmt: skip
             print(f"login and refresh only: {args.login_users} students ...", flush=True)
-            logins = run_phase(f"login+refresh only ({args.login_users})", url, hub,
-                               class_[: args.login_users], login_valeria, False, platform)  # fmt: skip
+            ramp = f", over {args.login_ramp:.0f} s" if args.login_ramp else ""
+            label = f"login+refresh only ({args.login_users}{ramp})"
+            logins = run_phase(label, url, hub, class_[: args.login_users], login_valeria, False, platform,
+                               args.login_ramp)  # fmt: skip
             hub.stop(timeout=60)
     finally:
         platform.stop()
