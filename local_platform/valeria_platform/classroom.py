@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .openbao import OpenBao, write_user_secrets
@@ -24,7 +24,7 @@ RESEARCHERS = "researchers"
 @dataclass(frozen=True)
 class Student:
     name: str
-    password: str
+    password: str = field(repr=False)
     uid: int
 
     @property
