@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import threading
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from typing_extensions import Self
@@ -161,10 +163,14 @@ class TcpProxyProcess(StartStop):
         return local_url(self.port)
 
     def start(self) -> Self:
+        # the child imports this very package, wherever it was imported from
+        here = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "valeria_platform.tcpproxy", str(self.target_port or 0)],
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         line = self._proc.stdout.readline() if self._proc.stdout else ""
         if not line.startswith("READY "):
