@@ -288,6 +288,11 @@ class KeycloakAuthenticator(GenericOAuthenticator):
             raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
         if not token_info.get("refresh_token"):
             token_info["refresh_token"] = refresh_token
+        # The grant has rotated the refresh token: store the new tokens now, so that a failure of
+        # the userinfo call below cannot leave only the spent one (run 3: a userinfo timeout, then
+        # the next refresh reused the old token and the IdP revoked the session).
+        previous = await user.get_auth_state() or {}
+        await user.save_auth_state(self.build_auth_state_dict(token_info, previous.get("oauth_user") or {}))
         try:
             auth_model = await self._token_to_auth_model(token_info)
         except HTTPClientError as e:
