@@ -6,6 +6,7 @@ by itself when the service is back."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -65,6 +66,8 @@ def outages(tmp_path_factory) -> Iterator[Outages]:
             VALERIA_VAULT_RETRIES="1",
             # every spawn refreshes the access token first: Keycloak is on the spawn path
             VALERIA_TOKEN_REFRESH_MARGIN=str(oidc.access_token_ttl),
+            # and every request a second after the last refresh does too
+            VALERIA_AUTH_REFRESH_AGE="1",
         )
         # a lecture's notebook servers start slowly on a loaded machine (measured: > 30 s, the
         # JupyterHub default, with 50 starting at once): VALERIA_HTTP_TIMEOUT's default, 120 s
@@ -139,8 +142,13 @@ def test_keycloak_slow_or_down_refuses_spawns_clearly_and_recovers(outages: Outa
     o.keycloak.down()
     try:
         assert_refused(o, alice, "alice", KEYCLOAK_DOWN)
+        # a request that needs a refresh says the service is down; the user is not logged out
+        time.sleep(1.5)
+        r = hub_api(o.hub, alice, "GET", "/user")
+        assert r.status_code == 503 and KEYCLOAK_DOWN in r.json()["message"], r.text
     finally:
         o.keycloak.up()
+    assert hub_api(o.hub, alice, "GET", "/user").status_code == 200
 
     assert spawn(o, alice, "alice").status_code in (201, 202)
     wait_server(o.hub, alice, ready=True)

@@ -56,7 +56,9 @@ def install() -> None:
                 await self.get_current_user()
             except Exception as e:
                 self._jupyterhub_user = None
-                if is_connection_error(e):
+                if is_connection_error(e) or (isinstance(e, web.HTTPError) and e.status_code == 503):
+                    # a service is down (the database, or Keycloak during a token refresh): say
+                    # so; treating the request as anonymous answered 403, as if logged out (bench)
                     raise
                 # JupyterHub's own handling: log, roll back, go on as an anonymous request
                 self.log.exception("Failed to get current user")
