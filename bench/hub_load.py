@@ -460,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], help="a line added to the report")
     args = parser.parse_args(argv)
 
+    # both hubs get a lecture's timeouts: 50 servers starting at once on 2 cores need minutes to
+    # answer (run 1: every spawn of both hubs failed JupyterHub's default 30 s http_timeout)
+    args.hub_arg = ["--Spawner.http_timeout=300", "--Spawner.start_timeout=600", *args.hub_arg]
     class_ = students(max(args.users, args.login_users))
     platform = Platform(class_)
     ours = plain = logins = None
