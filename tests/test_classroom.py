@@ -21,9 +21,13 @@ def test_a_class_is_provisioned(openbao):
         kv = openbao.client().secrets.kv.v2
         uids = []
         for s in class_:
-            posix = kv.read_secret_version(path=f"valeria/users/{s.name}/posix", mount_point="secret")
+            posix = kv.read_secret_version(
+                path=f"valeria/users/{s.name}/posix", mount_point="secret", raise_on_deleted_version=True
+            )
             uids.append(int(posix["data"]["data"]["uid"]))
-            s3 = kv.read_secret_version(path=f"valeria/users/{s.name}/s3", mount_point="secret")
+            s3 = kv.read_secret_version(
+                path=f"valeria/users/{s.name}/s3", mount_point="secret", raise_on_deleted_version=True
+            )
             assert s3["data"]["data"]["access_key"] == site.users[s.name].access_key
             site.client(s.name).put_object(Bucket=s.bucket, Key="hello.txt", Body=b"hi")
         assert uids == [UID_BASE + 1, UID_BASE + 2, UID_BASE + 3]
