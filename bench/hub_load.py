@@ -284,6 +284,9 @@ def wait_server(url: str, s: requests.Session, ready: bool, timeout: float = 900
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = hub_api(url, s, "GET", "/user")
+        if r.status_code == 503:  # a service was down for this poll (as JupyterLab, poll again)
+            time.sleep(0.5)
+            continue
         if r.status_code != 200:
             raise Failure("wait", f"HTTP {r.status_code}")
         server = r.json()["servers"].get("")
