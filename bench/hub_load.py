@@ -241,7 +241,19 @@ class Platform:
                               workdir / "hub.log", env=env, cwd=workdir)  # fmt: skip
         proc.start()
         proc.wait_for(lambda: requests.get(f"{url}/hub/health", timeout=2).status_code == 200, 120, "healthy")
+        self.stoppers.append(lambda: stop_servers_under(workdir))
         return proc
+
+
+def stop_servers_under(workdir: Path) -> None:
+    """Kill the notebook servers a hub left running (cleanup_servers is False): HOME under workdir."""
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "jupyterhub-singleuser" in " ".join(proc.info["cmdline"] or []):
+                if proc.environ().get("HOME", "").startswith(str(workdir)):
+                    proc.kill()
+        except psutil.Error:
+            continue
 
 
 # -- one student ----------------------------------------------------------------------------------------
