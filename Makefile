@@ -17,12 +17,13 @@ SYSTEM_DEPS := radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd ceph-authtool
 	/usr/lib/postgresql/15/bin/postgres:postgresql-15 node:nodejs npm:npm
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps python-deps node-deps labextension labextension-test test test-fast lint demo bench clean
+.PHONY: help setup system-deps python-deps node-deps labextension labextension-test test test-fast lint demo bench bench-hub clean
 
 help:
 	@echo "make demo   - install what is missing, then run the whole platform on 127.0.0.1"
 	@echo "make test   - install what is missing, then run every test (what CI runs)"
 	@echo "make bench  - run the benchmarks under bench/ and print the table"
+	@echo "make bench-hub USERS=N - N students log in and spawn at once (bench/HUB_RESULTS.md)"
 	@echo "make lint   - ruff, yamllint, hadolint"
 	@echo "make clean  - stop nothing, remove the demo state ($(STATE)) and build leftovers"
 
@@ -99,6 +100,11 @@ bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/run.py --site ceph
 	$(PY) bench/huge_folder.py
+
+USERS ?= 50
+LOGIN_USERS ?= 500
+bench-hub: setup
+	PATH="$(CURDIR)/$(NODE_DIR)/node_modules/.bin:$$PATH" $(PY) bench/hub_load.py --users $(USERS) --login-users $(LOGIN_USERS)
 
 clean:
 	rm -rf $(STATE) test-artifacts build dist *.egg-info bench/work

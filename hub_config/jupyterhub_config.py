@@ -49,6 +49,13 @@ if settings.hub_connect_url:
 c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
 c.ConfigurableHTTPProxy.should_start = settings.proxy_should_start
 c.JupyterHub.db_url = settings.db_url
+# A hub restart (upgrade, rollout, crash) must not stop the users' servers: the new hub re-adopts
+# them from the database (KubeSpawner by pod name, the local spawner by pid and start time).
+c.JupyterHub.cleanup_servers = False
+# PostgreSQL down or restarting: a clear 503 instead of a bare 500; the engine reconnects by itself
+import valeria_hub.dbdown  # noqa: E402
+
+valeria_hub.dbdown.install()
 os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays out of the URL
 
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
@@ -82,10 +89,6 @@ if settings.spawner == "kubernetes":
     from valeria_hub.kube import ValeriaKubeSpawner
 
     c.JupyterHub.spawner_class = ValeriaKubeSpawner
-    # A hub restart (Recreate rollout, `oc rollout restart`, node drain) must not stop users' pods:
-    # the new hub finds them in the database (docs/upgrade.md). The local platform keeps the
-    # default: its servers are the hub's child processes and stop with it.
-    c.JupyterHub.cleanup_servers = False
     c.ValeriaKubeSpawner.valeria_settings = settings
     c.ValeriaKubeSpawner.profile_list = [profile.as_kubespawner() for profile in settings.profiles]
     if settings.namespace:

@@ -132,7 +132,7 @@ async def test_expiring_token_is_refreshed_with_the_refresh_grant(oidc_provider)
     # the spawn pipeline's source does the same and stores the result
     user = StoredUser("alice", {**new, "expires_at": time.time() - 1})
     fresh = await auth.fresh_auth_state(user)
-    assert fresh["access_token"] != new["access_token"] and user.saves == 1
+    assert fresh["access_token"] != new["access_token"] and user.state == fresh  # stored
 
 
 async def test_revoked_refresh_token_means_login_again(oidc_provider):

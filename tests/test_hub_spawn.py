@@ -5,46 +5,25 @@ refresh token is revoked. Ends with a grep of the hub's log for every secret the
 from __future__ import annotations
 
 import os
-import time
 
-import psutil
 import pytest
 import requests
 from valeria_platform.openbao import KV_MOUNT, write_user_secrets
 
-from tests.fixtures.hub import RunningHub, hub_api, hub_base_env, hub_login, start_hub
+from tests.fixtures.hub import (
+    RunningHub,
+    hub_api,
+    hub_base_env,
+    hub_login,
+    singleuser_processes,
+    start_hub,
+    wait_server,
+)
 from tests.fixtures.services import VAULT_USERS
 
 pytestmark = pytest.mark.hub
 
 SEEN_TOKENS: list[str] = []
-
-
-def wait_server(hub: RunningHub, session, ready: bool, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        me = hub_api(hub, session, "GET", "/user").json()
-        server = me["servers"].get("")
-        if ready and server and server.get("ready"):
-            return me
-        if not ready and not server:
-            return me
-        time.sleep(0.3)
-    raise AssertionError(f"server of {me['name']} did not become {'ready' if ready else 'stopped'}: {me}")
-
-
-def singleuser_processes(hub: RunningHub, username: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "jupyterhub-singleuser" in " ".join(proc.info["cmdline"] or []):
-                if proc.environ().get("JUPYTERHUB_USER") == username and proc.environ().get(
-                    "JUPYTERHUB_API_URL", ""
-                ).startswith(hub.env["VALERIA_HUB_BIND_URL"]):
-                    found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def remember_tokens(hub: RunningHub, username: str) -> dict:

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from urllib.parse import urlencode
 
@@ -24,8 +26,8 @@ from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
-from tornado.httpclient import HTTPClientError
-from traitlets import Bool, Integer, Unicode, default
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool, Dict, Integer, Unicode, default
 
 from .audit import audited_login, remember_login_name
 from .errors import SpawnRefused
@@ -120,7 +122,30 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         "Empty: no redirect parameter.",
     )
 
+    http_max_clients = Integer(
+        64,
+        config=True,
+        help="Concurrent requests to Keycloak (token, userinfo, refresh). tornado's default of 10 "
+        "queues the rest, and the queue time counts against the 10 s request timeout: with a class "
+        "starting at once, refreshes timed out and spawns were refused (bench/HUB_RESULTS.md).",
+    )
+
+    shared_refresh_seconds = Integer(
+        30,
+        config=True,
+        help="For this many seconds after a refresh grant, requests that still hold the old refresh "
+        "token get its result instead of using the token again (see _refresh_once).",
+    )
+
     _discovered = False
+    _discovery_lock: asyncio.Lock | None = None
+
+    _refreshes = Dict(help="sha256(refresh token) -> (future of its refresh, monotonic time it ended or 0)")
+
+    @default("http_client")
+    def _http_client_default(self):
+        # a client of our own: the shared AsyncHTTPClient() instance is capped at 10 requests
+        return AsyncHTTPClient(force_instance=True, max_clients=self.http_max_clients)
 
     @default("login_service")
     def _login_service_default(self):
@@ -146,9 +171,19 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         return True
 
     async def discover(self) -> None:
-        """Fill authorize/token/userinfo/end-session URLs from the realm's discovery document."""
+        """Fill authorize/token/userinfo/end-session URLs from the realm's discovery document.
+
+        Concurrent first calls share one fetch (first bench run: 162 discovery requests from a
+        class logging in at once after a hub start)."""
         if self._discovered:
             return
+        if self._discovery_lock is None:
+            self._discovery_lock = asyncio.Lock()
+        async with self._discovery_lock:
+            if not self._discovered:
+                await self._discover()
+
+    async def _discover(self) -> None:
         url = discovery_url(self.realm_url)
         try:
             doc = await self.httpfetch(url, label="discovering the OIDC realm", validate_cert=True)
@@ -250,6 +285,36 @@ class KeycloakAuthenticator(GenericOAuthenticator):
                 "Access token of %s expired and there is no refresh token: new login needed", user.name
             )
             return False
+        return await self._refresh_once(user, refresh_token, handler)
+
+    async def _refresh_once(self, user, refresh_token: str, handler=None):
+        """One refresh grant per refresh token, shared by every request that needs it meanwhile.
+
+        A user's spawn and the page polling it refresh at the same moment; a refresh token used
+        twice is reuse to a rotating IdP, which revokes the whole grant (Keycloak with "revoke
+        refresh token" on, our stand-in always): the first bench run logged 41 of 50 students out
+        mid-spawn. Callers that arrive while the grant runs, or until JupyterHub has stored its
+        result (`shared_refresh_seconds`), get the same answer.
+        """
+        key = hashlib.sha256(refresh_token.encode()).hexdigest()
+        now = time.monotonic()
+        for k in [
+            k for k, (_, at) in self._refreshes.items() if at and now - at > self.shared_refresh_seconds
+        ]:
+            del self._refreshes[k]
+        if key in self._refreshes:
+            return await asyncio.shield(self._refreshes[key][0])
+        future = asyncio.ensure_future(self._refresh_grant(user, refresh_token, handler))
+        self._refreshes[key] = (future, 0.0)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._refreshes[key] = (future, time.monotonic())
+            else:
+                self._refreshes.pop(key, None)  # an error is not shared: the next request retries
+
+    async def _refresh_grant(self, user, refresh_token: str, handler=None):
         await self.discover()
         params = self.build_refresh_token_request_params(refresh_token)
         try:
@@ -269,17 +334,31 @@ class KeycloakAuthenticator(GenericOAuthenticator):
             raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
         if not token_info.get("refresh_token"):
             token_info["refresh_token"] = refresh_token
+        # The grant has rotated the refresh token: store the new tokens now, so that a failure of
+        # the userinfo call below cannot leave only the spent one (run 3: a userinfo timeout, then
+        # the next refresh reused the old token and the IdP revoked the session).
+        previous = await user.get_auth_state() or {}
+        await user.save_auth_state(self.build_auth_state_dict(token_info, previous.get("oauth_user") or {}))
         try:
             auth_model = await self._token_to_auth_model(token_info)
         except HTTPClientError as e:
+            if e.code == 599 or e.code >= 500:
+                # Keycloak slow or down (599: timeout, no answer): not the user's fault, no re-login
+                self.log.error(
+                    "Userinfo for %s after a refresh failed: Keycloak answered %s", user.name, e.code
+                )
+                raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
             self.log.info(
                 "Userinfo with a fresh token for %s failed (%s): new login needed", user.name, e.code
             )
             return False
+        except OSError as e:
+            self.log.error("Userinfo for %s after a refresh failed: %s", user.name, type(e).__name__)
+            raise web.HTTPError(503, _KEYCLOAK_DOWN) from None
         if (
             not await self.check_allowed(auth_model["name"], auth_model)
             or auth_model["name"] != user.name
-            or not self.same_subject(auth_state, auth_model)
+            or not self.same_subject(previous, auth_model)
         ):
             self.log.warning("%s is no longer allowed after a token refresh: new login needed", user.name)
             return False

@@ -32,6 +32,7 @@ from .errors import SpawnRefused
 from .plan import SpawnPlan
 from .s3env import SECRET_NAMES
 from .spawnbase import PlannedSpawnerMixin
+from .stages import SpawnStages
 
 #: Env names of hub-issued tokens that also go through the per-user Secret instead of plain env.
 HUB_TOKEN_NAMES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
@@ -303,10 +304,15 @@ class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
         self.credentials_secret_name = secret_name_for(self.pod_name, new_secret_suffix())
 
     async def start(self):
-        self.begin_spawn()
-        plan = await self.make_plan()
-        self.apply_plan(plan)
-        return await super().start()
+        stages = SpawnStages()
+        try:
+            self.begin_spawn()
+            plan = await self.make_plan(stages)
+            self.apply_plan(plan)
+            with stages.stage("start"):
+                return await super().start()
+        finally:
+            stages.report(self.user.name, self.log)
 
 
 __all__ = [

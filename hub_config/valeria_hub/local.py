@@ -4,19 +4,71 @@ It runs the same pipeline (fresh token → Vault → validated plan), gives the 
 environment (the S3 keys too: a local process has no Secret objects), and a per-user home and
 scratch under VALERIA_LOCAL_ROOT. It cannot switch uid (the hub runs as one user), and says so in
 the log at every spawn instead of pretending.
+
+Across hub restarts (`JupyterHub.cleanup_servers = False`) it re-adopts its servers the way
+KubeSpawner re-adopts pods by name: the spawner state keeps the pid *and* the process's start time,
+and poll() only claims a pid whose start time still matches. A bare pid (upstream's state) would
+adopt whatever process reused the number after a reboot or a container restart.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 
 from .spawnbase import PlannedSpawnerMixin
+from .stages import SpawnStages
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot, /proc/<pid>/stat field 22), or None.
+
+    Together with the pid it names one process for the machine's uptime: a reused pid has another.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may contain spaces: split after its ')'
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
 
 
 class LocalDatalakeSpawner(PlannedSpawnerMixin, LocalProcessSpawner):
     """Local-process spawner applying the Vault-driven SpawnPlan (no uid switch)."""
+
+    #: start time of the server process (see process_start_time), persisted with the pid
+    started: int | None = None
+
+    def get_state(self):
+        state = super().get_state()
+        if self.pid and self.started is not None:
+            state["started"] = self.started
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.started = state.get("started")
+
+    def clear_state(self):
+        super().clear_state()
+        self.started = None
+
+    async def poll(self):
+        if self.proc is None and self.pid:
+            # resumed from the database after a hub restart: is it still the process we started?
+            now = process_start_time(self.pid)
+            if self.started is None or now != self.started:
+                self.log.warning(
+                    "Server of %s: pid %d is no longer the process the hub started; not adopting it",
+                    self.user.name,
+                    self.pid,
+                )
+                self.clear_state()
+                return 0
+        return await super().poll()
 
     def make_preexec_fn(self, name):
         # no setuid: the hub's own user runs every local server (logged at each spawn)
@@ -42,8 +94,16 @@ class LocalDatalakeSpawner(PlannedSpawnerMixin, LocalProcessSpawner):
         return args
 
     async def start(self):
+        stages = SpawnStages()
+        try:
+            return await self._start(stages)
+        finally:
+            stages.report(self.user.name, self.log)
+
+    async def _start(self, stages: SpawnStages):
         self.plan = None
-        plan = await self.make_plan()
+        self.started = None
+        plan = await self.make_plan(stages)
         for path in (plan.home_dir, plan.scratch_dir):
             os.makedirs(path, mode=0o700, exist_ok=True)
         self.plan = plan
@@ -56,4 +116,7 @@ class LocalDatalakeSpawner(PlannedSpawnerMixin, LocalProcessSpawner):
             plan.uid,
             plan.gid,
         )
-        return await super().start()
+        with stages.stage("start"):
+            address = await super().start()
+        self.started = process_start_time(self.pid)
+        return address

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Histogram
 from tornado.httpclient import HTTPClientError
 from tornado.web import HTTPError
+
+from . import stages
 
 T = TypeVar("T")
 
@@ -118,22 +119,19 @@ def count_refusal(error: BaseException) -> str:
     return reason
 
 
-@contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Time one spawn stage (observed whether the stage succeeds or raises)."""
-    if name not in STAGES:
-        raise ValueError(f"unknown spawn stage {name!r}")
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        SPAWN_STAGE_SECONDS.labels(name).observe(time.perf_counter() - start)
+def observe_stage(name: str, seconds: float) -> None:
+    """`stages.OBSERVERS` entry: every finished spawn's stage durations (failures included)."""
+    if name in STAGES:
+        SPAWN_STAGE_SECONDS.labels(name).observe(seconds)
+
+
+stages.OBSERVERS.append(observe_stage)
 
 
 def timed_vault_call(
     call: Callable[[Any, str, Callable[[], T]], Awaitable[T]],
 ) -> Callable[[Any, str, Callable[[], T]], Awaitable[T]]:
-    """Decorates `VaultClient._call(step, fn)`: latency, outcome and the `vault_<step>` stage."""
+    """Decorates `VaultClient._call(step, fn)`: latency and outcome."""
 
     @functools.wraps(call)
     async def wrapper(self: Any, step: str, fn: Callable[[], T]) -> T:
@@ -151,8 +149,6 @@ def timed_vault_call(
             elapsed = time.perf_counter() - start
             VAULT_SECONDS.labels(operation).observe(elapsed)
             VAULT_REQUESTS.labels(operation, outcome).inc()
-            if operation in VAULT_OPERATIONS:
-                SPAWN_STAGE_SECONDS.labels(f"vault_{operation}").observe(elapsed)
 
     return wrapper
 

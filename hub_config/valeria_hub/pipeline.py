@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .errors import SpawnRefused
-from .metrics import stage
 from .plan import SpawnPlan, build_plan, check_username, parse_identity, parse_s3_keys
 from .settings import HubSettings
+from .stages import SpawnStages
 from .vault import VaultClient
 
 AuthStateSource = Callable[[], Awaitable[Mapping[str, Any] | None]]
@@ -35,16 +35,18 @@ async def plan_spawn(
     auth_state_source: AuthStateSource,
     image: str | None = None,
     log: logging.Logger | None = None,
+    stages: SpawnStages | None = None,
 ) -> SpawnPlan:
-    """Run the whole pipeline for one spawn and return the validated plan."""
+    """Run the whole pipeline for one spawn and return the validated plan (timed into `stages`)."""
     log = log or logging.getLogger("valeria_hub.pipeline")
+    stages = stages or SpawnStages()
     check_username(username)
-    with stage("token_refresh"):
+    with stages.stage("token_refresh"):
         auth_state = await auth_state_source()
     access_token, sub = token_and_subject(auth_state)
     log.info("Spawn of %s: reading identity and S3 keys from Vault (%s auth)", username, settings.vault_auth)
-    secrets = await vault.read_user_secrets(username, sub, access_token)
-    with stage("plan"):
+    secrets = await vault.read_user_secrets(username, sub, access_token, stages=stages)
+    with stages.stage("plan"):
         identity = parse_identity(secrets.identity, settings)
         keys = parse_s3_keys(secrets.s3)
         plan = build_plan(settings, username, identity, keys, image=image)

@@ -15,6 +15,7 @@ from .errors import SpawnRefused
 from .pipeline import AuthStateSource, plan_spawn
 from .plan import SpawnPlan
 from .settings import HubSettings
+from .stages import SpawnStages
 from .vault import VaultClient
 
 
@@ -32,7 +33,7 @@ class PlannedSpawnerMixin(LoggingConfigurable):
             return lambda: authenticator.fresh_auth_state(self.user)
         return self.user.get_auth_state
 
-    async def make_plan(self) -> SpawnPlan:
+    async def make_plan(self, stages: SpawnStages | None = None) -> SpawnPlan:
         """Run the spawn pipeline; any failure raises SpawnRefused and nothing starts."""
         if self.valeria_settings is None:
             raise SpawnRefused(
@@ -41,7 +42,12 @@ class PlannedSpawnerMixin(LoggingConfigurable):
         vault = VaultClient(self.valeria_settings, log=self.log)
         try:
             return await plan_spawn(
-                self.valeria_settings, vault, self.user.name, self._auth_state_source(), log=self.log
+                self.valeria_settings,
+                vault,
+                self.user.name,
+                self._auth_state_source(),
+                log=self.log,
+                stages=stages,
             )
         except SpawnRefused as e:
             self._refused(e)
@@ -52,10 +58,9 @@ class PlannedSpawnerMixin(LoggingConfigurable):
         audit("spawn_refused", **spawn_fields(self), reason=reason, status=error.status_code)
 
     async def start(self):
-        """The spawner's own start (after make_plan), timed and audited."""
+        """The spawner's own start (after make_plan, timed by the subclass), audited."""
         try:
-            with metrics.stage("start"):
-                result = await super().start()
+            result = await super().start()
         except SpawnRefused as e:
             self._refused(e)
             raise

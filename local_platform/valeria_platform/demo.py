@@ -1,6 +1,6 @@
 """``make demo``: the whole platform on 127.0.0.1, every piece the production code path.
 
-    python -m valeria_platform.demo --state .state [--hub-port 8000] [--db-url URL | --postgres]
+    python -m valeria_platform.demo --state .state [--hub-port 8000] [--db-url URL | --postgres] [--users N]
 
 Starts, in order: the single-node Ceph RGW (users alice, bob and curator; seeded buckets), the
 OIDC provider standing in for Keycloak (realm ``valeria``), OpenBao configured by the admin's own
@@ -8,7 +8,9 @@ OIDC provider standing in for Keycloak (realm ``valeria``), OpenBao configured b
 JupyterHub with ``hub_config/jupyterhub_config.py`` configured through environment variables only
 (``VALERIA_SPAWNER=local``, see docs/environment.md). Prints the URL and the logins, and stops
 everything on Ctrl+C / SIGTERM. Everything lives in the state folder (``make clean`` removes it);
-the hub's database, keys and the users' home/scratch folders survive a restart.
+the hub's database, keys and the users' home/scratch folders survive a restart. ``--users N`` adds
+a class of N students (``student001``...; see :mod:`valeria_platform.classroom`): realm users, RGW
+users with a bucket each, Vault secrets with distinct uids; they share one random password, printed.
 
 The browser test starts the same :class:`DemoPlatform`, so the demo is what CI drives.
 """
@@ -30,6 +32,7 @@ from typing import Any
 
 from typing_extensions import Self
 
+from .classroom import Student, provision, realm_users, students
 from .oidc import NODE_DIR, OIDCProvider
 from .openbao import OpenBao, configure_vault, write_user_secrets
 from .procs import (
@@ -78,6 +81,7 @@ class DemoPlatform(StartStop):
         password: str = DEMO_PASSWORD,
         access_token_ttl: int = 300,
         progress: Any = _say,
+        users: int = 0,
     ) -> None:
         self.state = Path(state).resolve()
         self.hub_port = hub_port
@@ -87,6 +91,8 @@ class DemoPlatform(StartStop):
         self.password = password
         self.access_token_ttl = access_token_ttl
         self.progress = progress
+        #: the class of students added with --users (empty by default)
+        self.students: list[Student] = students(users) if users else []
         self.ceph: Any = None
         self.oidc: OIDCProvider | None = None
         self.vault: OpenBao | None = None
@@ -208,7 +214,7 @@ class DemoPlatform(StartStop):
         users = [
             {"username": name, "password": self.password, "email": f"{name}@example.org", "groups": groups}
             for name, (_, _, _, groups) in DEMO_USERS.items()
-        ]
+        ] + realm_users(self.students)
         self.client_secret = persistent_secret(self.state / "oidc-client-secret")
         self.oidc = OIDCProvider(
             realm=REALM,
@@ -231,6 +237,11 @@ class DemoPlatform(StartStop):
         for name, (uid, gid, groups, _) in DEMO_USERS.items():
             keys = self.ceph.users[name]
             write_user_secrets(self.vault, subjects[name], keys.access_key, keys.secret_key, uid, gid, groups)
+        if self.students:
+            self.progress(
+                f"      a class of {len(self.students)} students: RGW users, buckets, Vault secrets"
+            )
+            provision(self.students, self.ceph.site(), self.vault)
 
     def _start_postgres(self) -> None:
         from .postgres import PostgresServer
@@ -350,6 +361,8 @@ class DemoPlatform(StartStop):
             "",
             f"  log in as  alice / {self.password}   (researchers)",
             f"         or  bob   / {self.password}   (researchers, hub admins: {self.hub_url}/hub/admin)",
+            *([f"         or  {self.students[0].name}..{self.students[-1].name} / {self.students[0].password}"
+               f"   (a class of {len(self.students)}, bucket <name>-data each)"] if self.students else []),
             "",
             f"  datalake   {ceph}",
             f"  buckets    {buckets}",
@@ -374,11 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postgres", action="store_true", help="start a local PostgreSQL for the hub database"
     )
+    parser.add_argument(
+        "--users", type=int, default=0, metavar="N",
+        help="also create N students (realm users, RGW users with a bucket each, Vault secrets)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     platform = DemoPlatform(
         args.state, hub_port=args.hub_port, db_url=args.db_url,
-        db_password=os.environ.get("VALERIA_DB_PASSWORD"), use_postgres=args.postgres,
+        db_password=os.environ.get("VALERIA_DB_PASSWORD"), use_postgres=args.postgres, users=args.users,
     )  # fmt: skip
     stop = threading.Event()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import urllib.request
@@ -56,8 +57,11 @@ class OIDCProvider(LocalService):
         port: int = 0,
         workdir: str | Path | None = None,
         host: str = "127.0.0.1",
+        public_base: str | None = None,
     ) -> None:
         super().__init__(workdir, port, host)
+        #: ``http://host:port`` clients reach the realm at (a proxy in front); default: its own address
+        self.public_base = public_base
         self.realm = realm
         self.users = list(users or [])
         self.clients = list(clients or [])
@@ -104,6 +108,7 @@ class OIDCProvider(LocalService):
             "cookie_keys": json.loads(cookie_keys_file.read_text()),
             "admin_token": self._admin_token,
             "ready_file": str(ready_file),
+            "public_base": self.public_base,
         }
         config_path = self.workdir / "oidc-config.json"
         _write_private_json(config_path, config)
@@ -117,7 +122,11 @@ class OIDCProvider(LocalService):
         return self
 
     def _discovery_ok(self) -> bool:
-        with urllib.request.urlopen(self.discovery_url, timeout=2) as r:
+        # asked at its own address: a proxy at public_base may not be pointed at it yet
+        from urllib.parse import urlsplit
+
+        direct = f"{self.base_url}{urlsplit(self.issuer).path}/.well-known/openid-configuration"
+        with urllib.request.urlopen(direct, timeout=2) as r:
             return json.load(r)["issuer"] == self.issuer
 
     # -- test and admin hooks ---------------------------------------------------------------------
@@ -247,3 +256,29 @@ def code_flow(
     )
     t.raise_for_status()
     return t.json()
+
+
+_FORM = re.compile(r'<form id="kc-form-login" method="post" action="([^"]+)"')
+
+
+def follow_login(session: Any, response: Any, username: str, password: str, timeout: float = 30) -> Any:
+    """Follow redirects from `response` (requests), filling the realm's login form, as a browser
+    does; return the last answer (the page the login ends on)."""
+    from urllib.parse import urljoin
+
+    r = response
+    for _ in range(20):
+        if r.status_code in (301, 302, 303, 307):
+            r = session.get(urljoin(r.url, r.headers["location"]), allow_redirects=False, timeout=timeout)
+            continue
+        m = _FORM.search(r.text) if r.status_code == 200 else None
+        if m:
+            r = session.post(
+                urljoin(r.url, m.group(1).replace("&amp;", "&")),
+                data={"username": username, "password": password},
+                allow_redirects=False,
+                timeout=timeout,
+            )
+            continue
+        return r
+    raise AssertionError("too many redirects")

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class PostgresServer(LocalService):
             pg = pwd.getpwnam("postgres")
             os.chown(base, pg.pw_uid, pg.pw_gid)
             os.chmod(base, 0o700)
-            if not self._postgres_can_use(base):
+            if self._fallback_dir is None and not self._postgres_can_use(base):
                 # a parent folder (pytest's 0700 tmp dirs) is closed to the postgres user
                 self._fallback_dir = Path(tempfile.mkdtemp(prefix="valeria-pg-"))
                 os.chown(self._fallback_dir, pg.pw_uid, pg.pw_gid)
@@ -150,7 +151,9 @@ class PostgresServer(LocalService):
         if r.returncode != 0:
             raise ServiceError(f"initdb failed:\n{r.stdout}{r.stderr}")
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
+        """Stop the server; its data is removed only if it lives in a fallback temp folder and
+        ``keep_data`` is false (a cluster in the workdir always stays)."""
         if self.datadir.exists() and (self.datadir / "postmaster.pid").exists():
             r = self._run(
                 [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"], timeout=60
@@ -160,9 +163,18 @@ class PostgresServer(LocalService):
         # keep the server's log next to the others for failure dumps
         if self._server_log.exists():
             shutil.copyfile(self._server_log, self.log_path)
-        if self._fallback_dir is not None:
+        if self._fallback_dir is not None and not keep_data:
             shutil.rmtree(self._fallback_dir, ignore_errors=True)
             self._fallback_dir = None
+
+    def restart_after(self, outage: Callable[[], None] = lambda: None) -> None:
+        """Stop the server (data kept), run ``outage()`` while it is down, start it on the same port."""
+        self.stop(keep_data=True)
+        try:
+            outage()
+        finally:
+            self.requested_port = self.port
+            self.start()
 
     # -- databases ---------------------------------------------------------------------------------
     def connect(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> Any:

@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
 #: LabApp settings that stop JupyterLab from fetching its news feed and checking PyPI for updates
 QUIET_LAB = {
@@ -116,6 +116,16 @@ class DatalakeExtension(ExtensionApp):
 
     _metrics_server: Any = None
 
+    busy_kernel_interval = Float(
+        30.0,
+        config=True,
+        help="Every this many seconds, a busy kernel counts as activity of the server, so the hub's "
+        "idle culler never stops a long silent computation (0 turns it off). Keep it well below "
+        "the activity report interval (JUPYTERHUB_ACTIVITY_INTERVAL, 300 s by default).",
+    )
+
+    _busy_callback: Any = None
+
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         super()._link_jupyter_server_extension(serverapp)
         link(serverapp)
@@ -129,6 +139,10 @@ class DatalakeExtension(ExtensionApp):
             from .metrics import serve_metrics
 
             self._metrics_server = serve_metrics(self.metrics_ip, self.metrics_port, self.log)
+        if self.busy_kernel_interval > 0:
+            from .activity import start_busy_kernel_activity
+
+            self._busy_callback = start_busy_kernel_activity(self.serverapp, self.busy_kernel_interval)
         cm = active_manager(self.serverapp)
         if cm is None:
             self.log.info(
@@ -155,6 +169,8 @@ class DatalakeExtension(ExtensionApp):
             server, self._metrics_server = self._metrics_server, None
             await asyncio.to_thread(server.shutdown)  # waits for its serving thread's poll
             server.server_close()
+        if self._busy_callback is not None:
+            self._busy_callback.stop()
         cm = active_manager(self.serverapp)
         if cm is None:
             return

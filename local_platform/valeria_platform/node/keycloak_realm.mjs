@@ -517,7 +517,8 @@ const server = http.createServer(async (req, res) => {
 
 server.listen(config.port || 0, config.host || '127.0.0.1', () => {
   const { port } = server.address();
-  currentIssuer = `http://${config.host || '127.0.0.1'}:${port}${prefix}`;
+  // public_base: the address clients use when a proxy sits in front (benchmarks, outage tests)
+  currentIssuer = `${config.public_base || `http://${config.host || '127.0.0.1'}:${port}`}${prefix}`;
   provider = makeProvider(currentIssuer);
   callback = provider.callback();
   if (config.ready_file) {
