@@ -163,7 +163,7 @@ class Platform:
         self.s3 = start_moto_site()
         self.stoppers.append(self.s3.counter.stop)
         t0 = time.monotonic()
-        provision(self.class_[:provisioned], self.s3, self.vault)
+        provision(self.class_[:provisioned], self.s3, self.vault, self.oidc.subjects())
         print(f"provisioned {provisioned} students in {time.monotonic() - t0:.0f} s", flush=True)
         DemoPlatform._enable_notebook_extension()
 

@@ -7,6 +7,7 @@ import botocore.exceptions
 import pytest
 from valeria_platform.classroom import UID_BASE, provision, realm_users, students
 from valeria_platform.moto_site import start_moto_site
+from valeria_platform.openbao import KV_MOUNT
 
 pytestmark = pytest.mark.hub
 
@@ -17,16 +18,21 @@ def test_a_class_is_provisioned(openbao):
     assert [u["username"] for u in realm_users(class_)] == ["pupil001", "pupil002", "pupil003"]
     site = start_moto_site()
     try:
-        provision(class_, site, openbao)
+        subjects = {s.name: f"sub-{s.name}" for s in class_}  # any immutable ids, as a realm's
+        provision(class_, site, openbao, subjects)
         kv = openbao.client().secrets.kv.v2
         uids = []
         for s in class_:
             posix = kv.read_secret_version(
-                path=f"valeria/users/{s.name}/posix", mount_point="secret", raise_on_deleted_version=True
+                path=f"valeria/users/{subjects[s.name]}/posix",
+                mount_point=KV_MOUNT,
+                raise_on_deleted_version=True,
             )
             uids.append(int(posix["data"]["data"]["uid"]))
             s3 = kv.read_secret_version(
-                path=f"valeria/users/{s.name}/s3", mount_point="secret", raise_on_deleted_version=True
+                path=f"valeria/users/{subjects[s.name]}/s3",
+                mount_point=KV_MOUNT,
+                raise_on_deleted_version=True,
             )
             assert s3["data"]["data"]["access_key"] == site.users[s.name].access_key
             site.client(s.name).put_object(Bucket=s.bucket, Key="hello.txt", Body=b"hi")

@@ -18,7 +18,8 @@ from .openbao import OpenBao, write_user_secrets
 
 UID_BASE = 20000
 STUDENT_GROUP_GID = 3000
-RESEARCHERS = "researchers"
+#: a full group path, as the hub compares them
+RESEARCHERS = "/researchers"
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,17 @@ def realm_users(class_: list[Student]) -> list[dict[str, Any]]:
     ]
 
 
-def provision(class_: list[Student], site: Any, vault: OpenBao | None, workers: int = 8) -> None:
-    """Create each student's S3 user, their bucket, and their Vault secrets (skipped if no vault)."""
+def provision(
+    class_: list[Student],
+    site: Any,
+    vault: OpenBao | None,
+    subjects: dict[str, str] | None = None,
+    workers: int = 8,
+) -> None:
+    """Create each student's S3 user, their bucket, and their Vault secrets (skipped if no vault),
+    filed under each student's OIDC ``sub`` (``subjects``: username -> sub, from the realm)."""
+    if vault is not None and subjects is None:
+        raise ValueError("Vault secrets are filed by OIDC subject: pass the realm's subjects")
 
     def one(student: Student) -> None:
         keys = site.user(student.name)
@@ -61,7 +71,13 @@ def provision(class_: list[Student], site: Any, vault: OpenBao | None, workers: 
         if vault is not None:
             groups = [student.uid, STUDENT_GROUP_GID]
             write_user_secrets(
-                vault, student.name, keys.access_key, keys.secret_key, student.uid, student.uid, groups
+                vault,
+                subjects[student.name],
+                keys.access_key,
+                keys.secret_key,
+                student.uid,
+                student.uid,
+                groups,
             )
 
     with ThreadPoolExecutor(workers) as pool:

@@ -241,7 +241,7 @@ class DemoPlatform(StartStop):
             self.progress(
                 f"      a class of {len(self.students)} students: RGW users, buckets, Vault secrets"
             )
-            provision(self.students, self.ceph.site(), self.vault)
+            provision(self.students, self.ceph.site(), self.vault, subjects)
 
     def _start_postgres(self) -> None:
         from .postgres import PostgresServer
