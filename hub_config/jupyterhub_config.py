@@ -40,6 +40,7 @@ c.KeycloakAuthenticator.refresh_margin = settings.token_refresh_margin
 from valeria_hub.roles import admin_role  # noqa: E402
 
 c.JupyterHub.load_roles = [admin_role(settings.oidc_admin_groups)] if settings.oidc_admin_groups else []
+c.KeycloakAuthenticator.hub_admin_groups = set(settings.oidc_admin_groups)
 
 # --- hub, proxy, database -------------------------------------------------------------------------
 c.JupyterHub.bind_url = settings.proxy_bind_url

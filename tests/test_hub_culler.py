@@ -28,7 +28,7 @@ CULLER_ENV = {"VALERIA_CULL_IDLE_TIMEOUT": str(CULL_TIMEOUT), "VALERIA_CULL_EVER
 def culler_args() -> list[str]:
     """The hub's command-line options that define the culler in the rendered template, if it does."""
     objects = render("valeria-hub.yaml", CULL_IDLE_TIMEOUT=str(CULL_TIMEOUT), CULL_EVERY="2")
-    command = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
+    command = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0].get("command", [])
     return [a for a in command if a.startswith(("--JupyterHub.services=", "--JupyterHub.load_roles="))]
 
 

@@ -55,8 +55,9 @@ def outages(tmp_path_factory) -> Iterator[Outages]:
         bao.start()
         vault_proxy.target_port = bao.port
         configure_vault(bao, oidc.issuer, audience=OIDC_CLIENT_ID)
+        subjects = oidc.subjects()  # Vault paths follow the immutable OIDC subject
         for user, (uid, gid, groups, access, secret) in VAULT_USERS.items():
-            write_user_secrets(bao, user, access, secret, uid, gid, groups)
+            write_user_secrets(bao, subjects[user], access, secret, uid, gid, groups)
         env = hub_base_env(
             oidc,
             bao,

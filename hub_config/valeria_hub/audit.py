@@ -150,10 +150,14 @@ def audited_login(get_user: Callable[..., Awaitable[Any]]) -> Callable[..., Awai
             audit("login_refused", user=slot.get("name"), reason="not-allowed", status=403, ip=_ip(handler))
             return user
         groups = user.get("groups")
+        # hub admins hold the role valeria-admin through their group (the admin flag stays False)
+        in_admin_group = isinstance(groups, list | tuple | set) and bool(
+            set(groups) & set(getattr(self, "hub_admin_groups", ()) or ())
+        )
         audit(
             "login",
             user=user.get("name"),
-            admin=bool(user.get("admin")),
+            admin=bool(user.get("admin")) or in_admin_group,
             groups=list(groups) if isinstance(groups, list | tuple | set) else None,
             ip=_ip(handler),
         )

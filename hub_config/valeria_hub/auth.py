@@ -27,7 +27,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Integer, Unicode, default
+from traitlets import Bool, Dict, Integer, Set, Unicode, default
 
 from .audit import audited_login, remember_login_name
 from .errors import SpawnRefused
@@ -114,6 +114,11 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         help="Refresh the access token when it expires within this many seconds.",
     )
     end_session = Bool(True, config=True, help="Also end the Keycloak session when a user logs out.")
+    hub_admin_groups = Set(
+        config=True,
+        help="Full paths of the groups given the role valeria-admin (valeria_hub.roles); only said in "
+        "the audit log's login lines, since the admin flag stays False.",
+    )
     end_session_endpoint = Unicode("", help="Discovered end-session endpoint (not config).")
     post_logout_redirect_url = Unicode(
         "",

@@ -858,6 +858,8 @@ class DatalakeContentsManager(AsyncContentsManager):
         dst = self.locate(to_path)
         if dst.is_mount_root:
             raise HTTPError(409, f"Destination is a datalake mount: {dst.api_path}")
+        if dst.api_path.startswith(src.api_path + "/"):  # as `cp -r a a/b`; jupyter-server: 500
+            raise HTTPError(400, f"Cannot copy a folder into itself: {dst.api_path}")
         self._check_home_name(dst)
         await self._transfer(src, dst, move=False)
         self.emit(data={"action": "copy", "path": dst.api_path, "source_path": src.api_path})

@@ -31,7 +31,7 @@ _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
 
 def is_bucket_name(name: str) -> bool:
     """Could ``name`` be a bucket (3 to 255 characters, RGW's relaxed rules)? For names users type."""
-    return len(name) >= 3 and _BUCKET_RE.match(name) is not None
+    return len(name) >= 3 and _BUCKET_RE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
