@@ -72,6 +72,9 @@ RULES = {
     "'.ipynb_checkpoints' included, so the copies inherit their originals' checkpoints; ours copies "
     "the files only, as jupyter-server's own copy of a single file does. After a folder copy the "
     "oracle's copied checkpoints are deleted [copy].",
+    "copy-into-itself": "copying a folder into itself or below it: ours answers 400, as `cp -r a "
+    "a/b` refuses; jupyter-server copies one level into itself (201, its copytree lists the folder "
+    "first) and fails deeper with 500 (copytree recurses into the copy). Only ours is asked [copy].",
     "error-text": "4xx messages name the path as each server sees it: only the status class (2xx, "
     "4xx) is compared, never the message [agree].",
 }
@@ -389,6 +392,13 @@ class BucketVsPosix(RuleBasedStateMachine):
     def copy(self, data):
         src = self.entry(data)
         parent = self.entry(data, ("dir",), include_roots=True)
+        if parent[0] == src[0] and f"{parent[1]}/".startswith(f"{src[1]}/"):  # RULES: copy-into-itself
+            code, _ = self._call(
+                "ours", "POST", self.path("ours", parent), {"copy_from": self.path("ours", src)}
+            )
+            self.log.append(f"copy into itself POST {parent} <- {src} -> {code}/(not sent)")
+            assert code == 400, self._why("copy", parent, f"copy into itself answered {code}")
+            return
         res = self.both(
             "copy", "POST", parent, lambda side: {"copy_from": self.path(side, src)}, rule=_copied_unparsed
         )
