@@ -24,7 +24,9 @@ async def test_vault_reads_do_not_queue_behind_the_default_executor(openbao, oid
     workers = loop._default_executor._max_workers if loop._default_executor else 64
     busy = [loop.run_in_executor(None, release.wait, 30) for _ in range(max(workers, 64))]
     try:
-        secrets = await VaultClient(settings).read_user_secrets("alice", None, tokens["access_token"])
+        secrets = await VaultClient(settings).read_user_secrets(
+            "alice", oidc_provider.subjects()["alice"], tokens["access_token"]
+        )
         assert secrets.identity["uid"] == "1001"
     finally:
         release.set()

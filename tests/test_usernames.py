@@ -1,15 +1,14 @@
-"""One user-name rule for every place a name becomes a path: the hub's spawn plan (NFS and Vault
-paths) and the admin's put-user-secrets.sh (Vault paths). docs/keycloak.md states the rule and how
-a realm whose user names are e-mail addresses maps them."""
+"""One user-name rule for every place a name becomes a path (the hub's spawn plan: NFS paths), and
+the subject rule of the admin's put-user-secrets.sh (Vault paths follow the OIDC `sub`).
+docs/keycloak.md states the rule and how a realm whose user names are e-mail addresses maps them."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 from valeria_hub.errors import PlanError
-from valeria_hub.plan import USERNAME_PATTERN, check_username
+from valeria_hub.plan import check_username
 from valeria_platform.openbao import OpenBao, run_vault_script
 from valeria_platform.procs import ServiceError
 
@@ -43,31 +42,28 @@ def test_hub_refuses_with_the_rule_in_the_message(name: str) -> None:
     assert "lowercase letters, digits" in str(info.value) and "e-mail" in str(info.value)
 
 
-def test_the_script_checks_the_same_pattern() -> None:
-    script = SCRIPT.read_text()
-    found = re.search(r"\[\[ \"\$user\" =~ \^(.+)\$ \]\]", script)
-    assert found, "put-user-secrets.sh does not check the user name with the hub's pattern"
-    assert found.group(1) == USERNAME_PATTERN
-    assert USERNAME_PATTERN in (REPO / "docs" / "keycloak.md").read_text()
+# put-user-secrets.sh files secrets under the user's OIDC subject (`sub`, issue 10), not the user
+# name: it checks subjects the way the hub's Vault client does (valeria_hub.vault._SUB_RE).
+BAD_SUBJECTS = ["../bob", "a/b", "a b", "alice\n", "x..y", ""]
 
 
-@pytest.mark.parametrize("name", [n for n in BAD if n])
-def test_the_script_refuses_what_the_hub_refuses(openbao: OpenBao, name: str) -> None:
-    with pytest.raises(ServiceError, match="refusing user name"):
+@pytest.mark.parametrize("subject", BAD_SUBJECTS)
+def test_the_script_refuses_subjects_that_could_leave_their_folder(openbao: OpenBao, subject: str) -> None:
+    with pytest.raises(ServiceError, match="refusing subject"):
         run_vault_script(
             openbao,
             "put-user-secrets.sh",
-            args=[name, "1001", "1001"],
+            args=[subject, "1001", "1001"],
             env={"S3_ACCESS_KEY": "AK"},
             stdin="sk\n",
         )
 
 
-def test_the_script_accepts_what_the_hub_accepts(openbao: OpenBao) -> None:
+def test_the_script_accepts_a_keycloak_subject(openbao: OpenBao) -> None:
     run_vault_script(
         openbao,
         "put-user-secrets.sh",
-        args=["jean-luc.picard_2", "1001", "1001"],
+        args=["0b5a4c3e-1f2d-4e6a-9b8c-7d6e5f4a3b2c", "1001", "1001"],
         env={"S3_ACCESS_KEY": "AK"},
         stdin="sk\n",
     )
