@@ -330,6 +330,25 @@ async def test_move_a_home_folder_into_a_bucket_and_back(api, world, jp_root_dir
 
 
 @on_server_loop
+async def test_a_moved_in_folder_stays_when_its_last_file_moves_out(api, world, jp_root_dir):
+    """Found by the differential test: a home folder moved into a bucket had no marker object, so
+    moving its only file out made the folder vanish (on disk it stays, empty)."""
+    d = world.unique("keep")
+    (jp_root_dir / d / "inner").mkdir(parents=True)
+    (jp_root_dir / d / "inner" / "only.txt").write_text("1")
+    code, m = await api("PATCH", d, {"path": f"{OWN}/{d}"})
+    assert code == 200, m
+    for src, dst in [(f"{OWN}/{d}/inner/only.txt", f"{OWN}/{d}-only.txt"), (f"{OWN}/{d}-only.txt", f"{d}-back.txt")]:
+        code, m = await api("PATCH", src, {"path": dst})
+        assert code == 200, m
+    code, m = await api("GET", f"{OWN}/{d}")
+    assert code == 200, m
+    assert names(m) == {"inner": "directory"}
+    code, m = await api("GET", f"{OWN}/{d}/inner")
+    assert code == 200 and m["content"] == [], m
+
+
+@on_server_loop
 async def test_move_between_buckets_and_scratch(api, world, tmp_path):
     d = world.unique("b2b")
     await api("PUT", f"{OWN}/{d}/x/1.txt", {"type": "file", "format": "text", "content": "1"})

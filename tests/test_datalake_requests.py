@@ -127,9 +127,10 @@ async def test_folder_rename_is_server_side_copies(api, moto_world):
     assert code == 200
     seen = ops(moto_world)
     assert seen["CopyObject"] == 12
-    assert "GetObject" not in seen and "PutObject" not in seen  # no bytes through the server
+    assert "GetObject" not in seen  # no bytes through the server
+    assert seen["PutObject"] == 1  # the moved folder's empty marker: it stays a folder when emptied
     assert seen["DeleteObjects"] == 1  # one bulk delete, after the copies were verified
-    assert keys(moto_world, f"{d}/") == {f"{d}/dst/{i:02d}.bin" for i in range(12)}
+    assert keys(moto_world, f"{d}/") == {f"{d}/dst/{i:02d}.bin" for i in range(12)} | {f"{d}/dst/.valeria_keep"}
 
 
 @pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
@@ -333,7 +334,7 @@ async def test_big_listing_pages_are_fetched_and_parsed_off_the_event_loop(
     threads.clear()
     code, _ = await api("PATCH", f"{OWN}/{d}/a", {"path": f"{OWN}/{d}/b"})
     assert code == 200 and threads and threading.get_ident() not in threads
-    assert keys(moto_world, f"{d}/") == {f"{d}/b/{i}.txt" for i in range(3)}
+    assert keys(moto_world, f"{d}/") == {f"{d}/b/{i}.txt" for i in range(3)} | {f"{d}/b/.valeria_keep"}
 
 
 @on_server_loop

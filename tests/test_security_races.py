@@ -64,7 +64,7 @@ def keys_below(world: World, prefix: str) -> set[str]:
         world.client(USER).get_paginator("list_objects_v2").paginate(Bucket=OWN_BUCKET, Prefix=prefix)
     ):
         out.update(o["Key"] for o in page.get("Contents", []))
-    return out
+    return {k for k in out if not k.endswith("/.valeria_keep")}  # folder markers are no data
 
 
 # -- a move keeps what a collaborator changed meanwhile -----------------------------------------

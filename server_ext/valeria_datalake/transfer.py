@@ -9,7 +9,7 @@ Every transfer has the same shape, whatever the two sides are:
    same name towards disk). Such a refusal is a 4xx naming the key, before anything is written;
 2. copy each file with bounded concurrency (a fixed pool of workers fed from one queue;
    server-side ``CopyObject`` between buckets, streaming between S3 and disk), creating the
-   folders (marker objects for empty folders in S3). On disk every file and folder is created
+   folders (a marker object for every folder in S3). On disk every file and folder is created
    below the destination through directory descriptors opened with ``O_NOFOLLOW``, files with
    ``O_EXCL``: a link planted in the destination is never followed, an existing file never
    overwritten;
@@ -316,15 +316,13 @@ class S3Side:
         await self.bucket.write(self.key(rel), data)
 
     async def make_dirs(self, tree: Tree) -> None:
-        """Marker objects for the folders that would otherwise not exist (no file below them)."""
-        has_files: set[str] = set()  # the top folder too: an empty folder copied here needs its marker
-        for rel, _ in tree.files:
-            parts = rel.split("/")[:-1]
-            for i in range(len(parts) + 1):
-                has_files.add("/".join(parts[:i]))
-        empty = [d for d in ["", *tree.dirs] if d not in has_files]
-        for d in empty:
-            await self.write(_join(d, FOLDER_MARKER), b"")
+        """A marker object for every folder copied here, the top one included.
+
+        Not only the empty ones: a folder whose last file is later moved or deleted must stay a
+        folder, as it does on disk (the differential test found a moved-in folder vanishing when
+        its only file was moved out).
+        """
+        await run_bounded(["", *tree.dirs], lambda d: self.write(_join(d, FOLDER_MARKER), b""), 8)
 
     async def verify(self, tree: Tree) -> None:
         self.bucket.invalidate()  # once for the whole batch of copies (``copy_file``)
