@@ -338,7 +338,10 @@ async def test_a_moved_in_folder_stays_when_its_last_file_moves_out(api, world, 
     (jp_root_dir / d / "inner" / "only.txt").write_text("1")
     code, m = await api("PATCH", d, {"path": f"{OWN}/{d}"})
     assert code == 200, m
-    for src, dst in [(f"{OWN}/{d}/inner/only.txt", f"{OWN}/{d}-only.txt"), (f"{OWN}/{d}-only.txt", f"{d}-back.txt")]:
+    for src, dst in [
+        (f"{OWN}/{d}/inner/only.txt", f"{OWN}/{d}-only.txt"),
+        (f"{OWN}/{d}-only.txt", f"{d}-back.txt"),
+    ]:
         code, m = await api("PATCH", src, {"path": dst})
         assert code == 200, m
     code, m = await api("GET", f"{OWN}/{d}")

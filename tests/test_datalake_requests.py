@@ -130,7 +130,9 @@ async def test_folder_rename_is_server_side_copies(api, moto_world):
     assert "GetObject" not in seen  # no bytes through the server
     assert seen["PutObject"] == 1  # the moved folder's empty marker: it stays a folder when emptied
     assert seen["DeleteObjects"] == 1  # one bulk delete, after the copies were verified
-    assert keys(moto_world, f"{d}/") == {f"{d}/dst/{i:02d}.bin" for i in range(12)} | {f"{d}/dst/.valeria_keep"}
+    assert keys(moto_world, f"{d}/") == {f"{d}/dst/{i:02d}.bin" for i in range(12)} | {
+        f"{d}/dst/.valeria_keep"
+    }
 
 
 @pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
