@@ -137,7 +137,7 @@ async def main(args: argparse.Namespace) -> None:
             return len(json.dumps(model, default=json_default))  # what ContentsHandler does
 
         async def list_cold():
-            cm.listings.invalidate(BUCKET)
+            cm.s3.listings.invalidate(BUCKET)
             model = await cm.get(f"{folder}/list", content=True)
             await answer(model)
             return f"{len(model['content'])} entries (expected list calls {math.ceil(args.list / 1000)})"

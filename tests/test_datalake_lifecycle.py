@@ -72,7 +72,7 @@ async def test_server_shutdown_aborts_unfinished_uploads_and_closes_s3(jp_server
 
     assert moto_world.site.counter.stats()["ops"].get("AbortMultipartUpload") == 2
     assert moto_world.open_uploads(d) == []
-    assert cm._uploads is None and cm._fs is None and cm._threaded is None  # S3 clients closed
+    assert cm.s3.is_closed  # S3 clients closed (no filesystem, listing threads or upload timers)
 
 
 # -- a real server from the repository's config file ----------------------------------------------

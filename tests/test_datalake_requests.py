@@ -311,7 +311,7 @@ async def test_big_listing_pages_are_fetched_and_parsed_off_the_event_loop(
     api, jp_serverapp, moto_world, big_bucket
 ):
     await api("GET", "")  # discovery builds both S3 clients
-    threaded = jp_serverapp.contents_manager._threaded_s3()
+    threaded = jp_serverapp.contents_manager.s3.threaded()
     await threaded.warm_up()
     threads: list[int] = []
     # a botocore event of the listing threads' own client: which thread parsed each page

@@ -88,9 +88,6 @@ class BucketDiscovery:
     def invalidate(self) -> None:
         self._result = None
 
-    def cached(self) -> Discovery | None:
-        return self._result
-
     async def get(self, max_age: float | None = None) -> Discovery:
         """The cached result if younger than ``max_age`` (default: the TTL), else a fresh one."""
         async with self._lock:

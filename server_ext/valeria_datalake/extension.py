@@ -174,7 +174,7 @@ class DatalakeExtension(ExtensionApp):
         cm = active_manager(self.serverapp)
         if cm is None:
             return
-        pending = len(cm._uploads.pending()) if cm._uploads is not None else 0
+        pending = cm.s3.pending_uploads()
         if pending:
             self.log.info("valeria_datalake: aborting %d unfinished upload(s)", pending)
         try:

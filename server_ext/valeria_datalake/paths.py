@@ -55,13 +55,6 @@ class Location:
     def same_mount(self, other: Location) -> bool:
         return self.kind == other.kind and self.bucket == other.bucket
 
-    def child(self, rel: str) -> Location:
-        """The location ``rel`` (a relative ``/`` path) below this one, in the same mount."""
-        if not rel:
-            return self
-        join = lambda a, b: f"{a}/{b}" if a else b  # noqa: E731
-        return Location(join(self.api_path, rel), self.kind, join(self.inner, rel), self.bucket)
-
 
 def normalize(path: str) -> str:
     """Strip the outer slashes and refuse anything that is not a plain relative path."""

@@ -113,9 +113,8 @@ class S3Bucket:
         return await self.fs._call_s3(method, Bucket=self.bucket, **kwargs)
 
     def invalidate(self, key: str = "") -> None:
-        """Forget cached listings after a write (ours and s3fs's own)."""
+        """Forget this bucket's cached listings after a write (``key``: the key written, if one)."""
         self.cache.invalidate(self.bucket)
-        self.fs.invalidate_cache(f"{self.bucket}/{key}" if key else self.bucket)
 
     # -- reads -----------------------------------------------------------------------------------
 

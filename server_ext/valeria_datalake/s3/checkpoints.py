@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .backend import S3Bucket, run_bounded
-from .models import CHECKPOINT_PREFIX
+from .models import CHECKPOINT_PREFIX, ObjectEntry
 
 CHECKPOINT_ID = "checkpoint"
 
@@ -52,24 +52,21 @@ class S3Checkpoints:
         await self.bucket.head(checkpoint_key(key))
         await self.bucket.delete_keys([checkpoint_key(key)])
 
-    async def delete_all(self, key: str, folder: bool = False) -> None:
-        """Drop the checkpoint of a file, or of every file below a folder (``key`` ends with /)."""
-        if folder:
-            keys = [e.key for e in await self.bucket.list_tree(checkpoint_key(key))]
-        else:
-            keys = [checkpoint_key(key)]
+    async def _entries(self, key: str) -> list[ObjectEntry]:
+        """The checkpoint of the file ``key`` or of every file below the folder ``key``: one listing
+        (a rename or delete need not know which ``key`` was)."""
+        ck = checkpoint_key(key)
+        return [e for e in await self.bucket.list_tree(ck) if e.key == ck or e.key.startswith(f"{ck}/")]
+
+    async def delete_all(self, key: str) -> None:
+        """Drop the checkpoint(s) of a file or folder that was deleted or moved away."""
+        keys = [e.key for e in await self._entries(key)]
         if keys:
             await self.bucket.delete_keys(keys)
 
-    async def move_all(self, old: str, new: str, folder: bool = False, limit: int = 16) -> None:
+    async def move_all(self, old: str, new: str, limit: int = 16) -> None:
         """Follow a rename: copy the checkpoint(s) to the new key(s), then drop the old ones."""
-        if folder:
-            entries = await self.bucket.list_tree(checkpoint_key(old))
-        else:
-            try:
-                entries = [await self.bucket.head(checkpoint_key(old))]
-            except FileNotFoundError:
-                return
+        entries = await self._entries(old)
         if not entries:
             return
         old_ck, new_ck = checkpoint_key(old), checkpoint_key(new)

@@ -40,8 +40,6 @@ class S3Settings:
     #: botocore's ``request_checksum_calculation``/``response_checksum_validation``
     checksum_calculation: str = "when_required"
     checksum_validation: str = "when_required"
-    #: seconds a directory listing stays in s3fs's own cache (s3fs keeps it forever by default)
-    listings_cache_ttl: float = 10.0
     connect_timeout: float = 3.0
     read_timeout: float = 30.0
     #: total attempts per request (botocore standard retry mode, and s3fs's own transport retries)
@@ -117,8 +115,9 @@ def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
         loop=asyncio.get_running_loop(),
         session=instrument_session(AioSession()),  # every request counted (metrics.py)
         skip_instance_cache=True,
-        use_listings_cache=True,
-        listings_expiry_time=settings.listings_cache_ttl,
+        # nothing here lists through s3fs (listings are ours: ``backend.ListingCache``), so its
+        # directory cache (kept forever by default) would only ever hold stale entries
+        use_listings_cache=False,
         # s3fs adds these to every call whose operation accepts them (here: the object writes)
         s3_additional_kwargs={"ACL": settings.object_acl} if settings.object_acl else None,
     )

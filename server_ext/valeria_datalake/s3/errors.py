@@ -7,9 +7,11 @@ not ours to show, and nothing about credentials may reach a response or a log li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
+from collections.abc import Iterator
 
 from aiohttp import ClientError as AiohttpClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -117,3 +119,14 @@ def to_http_error(
     if status == 409 and action in ("write", "rename", "copy"):
         message = f"Conflict while trying to {action}: {path}"
     return HTTPError(status, message)
+
+
+@contextlib.contextmanager
+def http_errors(path: str, action: str, log: logging.Logger | None = None) -> Iterator[None]:
+    """Turn any S3 failure inside the block into :func:`to_http_error`'s ``HTTPError``."""
+    try:
+        yield
+    except HTTPError:
+        raise
+    except Exception as e:
+        raise to_http_error(e, path, action, log) from None

@@ -256,7 +256,6 @@ class MultipartUploads:
             )
         upload.done = True
         self._uploads.pop((upload.bucket, upload.key), None)
-        self._invalidate(upload)
         self.log.info(
             "Uploaded %s/%s: %d bytes in %d part(s)",
             upload.bucket,
@@ -301,8 +300,3 @@ class MultipartUploads:
         upload.buffer = io.BytesIO()
         upload.buffered = 0
         return body
-
-    def _invalidate(self, upload: _Upload) -> None:
-        """Tell s3fs's listing cache the object now exists."""
-        with contextlib.suppress(Exception):
-            self.fs.invalidate_cache(f"{upload.bucket}/{upload.key}")

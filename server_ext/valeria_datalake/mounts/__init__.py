@@ -1,0 +1,1 @@
+"""The mounts of the file browser: one interface (``base.Mount``), a POSIX and a bucket kind."""
