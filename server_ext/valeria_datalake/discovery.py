@@ -39,6 +39,8 @@ from .s3.models import CHECKPOINT_PREFIX, EPOCH, as_utc
 PROBE_UPLOAD_ID = "valeria-write-probe-00000000"
 PROBE_KEY = f"{CHECKPOINT_PREFIX}.write-probe"
 #: answers to the abort probe that mean "this permission is missing" (another may still allow writes)
+#: seconds a discovery result is kept (``DatalakeContentsManager.bucket_cache_ttl``)
+DISCOVERY_TTL = 60.0
 DENIED = {"AccessDenied", "403"}
 #: S3 error codes that mean the keys themselves are wrong (not just a missing permission)
 CREDENTIAL_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
@@ -66,7 +68,7 @@ class BucketDiscovery:
         self,
         get_fs: Callable[[], Awaitable[Any]],
         shared: list[str],
-        ttl: float = 60.0,
+        ttl: float = DISCOVERY_TTL,
         error_ttl: float = 10.0,
         concurrency: int = 8,
         log: logging.Logger | None = None,

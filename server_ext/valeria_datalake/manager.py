@@ -19,18 +19,22 @@ from jupyter_server.services.contents.manager import AsyncContentsManager, copy_
 from tornado.web import HTTPError
 from traitlets import Bool, Float, Int, List, Unicode, default
 
-from .discovery import BucketDiscovery, BucketInfo
+from .discovery import DISCOVERY_TTL, BucketDiscovery, BucketInfo
 from .mounts.base import Mount, dotted
 from .mounts.bucket import BucketMount
 from .mounts.checkpoints import DatalakeCheckpoints
 from .mounts.moves import move_or_copy
 from .mounts.posix import PosixMount
+from .notebooks import THREAD_THRESHOLD
 from .paths import SCRATCH_NAME, Location, PathRouter
 from .posix import PosixRoot
 from .s3.backend import S3Bucket
 from .s3.client import S3Settings
 from .s3.connection import S3Connection
 from .s3.models import EPOCH, TRUNCATION_NOTE, directory_model
+from .s3.threaded import LIST_THREADS
+from .s3.uploads import IDLE_TIMEOUT, PART_SIZE
+from .transfer import INLINE_LIMIT
 from .user_buckets import UserBucketList
 from .user_buckets import default_path as default_user_buckets_path
 
@@ -98,11 +102,15 @@ class DatalakeContentsManager(AsyncContentsManager):
     s3_ca_bundle = Unicode(
         None, allow_none=True, config=True, help="CA bundle of the S3 endpoint (default: env AWS_CA_BUNDLE)."
     )
-    s3_connect_timeout = Float(3.0, config=True, help="Seconds to wait for a connection to S3.")
-    s3_read_timeout = Float(30.0, config=True, help="Seconds to wait for an S3 response.")
-    s3_max_attempts = Int(2, config=True, help="Attempts per S3 request before it is reported as failed.")
+    s3_connect_timeout = Float(
+        S3Settings.connect_timeout, config=True, help="Seconds to wait for a connection to S3."
+    )
+    s3_read_timeout = Float(S3Settings.read_timeout, config=True, help="Seconds to wait for an S3 response.")
+    s3_max_attempts = Int(
+        S3Settings.max_attempts, config=True, help="Attempts per S3 request before it is reported as failed."
+    )
     s3_list_threads = Int(
-        4,
+        LIST_THREADS,
         config=True,
         help="Worker threads that make paginated bucket listings (and parse them) off the event loop; "
         "0 lists on the event loop through s3fs (a 10,000-object folder then stalls it ~200 ms).",
@@ -116,7 +124,7 @@ class DatalakeContentsManager(AsyncContentsManager):
         "thread, then walk only newer objects.",
     )
     notebook_thread_threshold = Int(
-        256 * 1024,
+        THREAD_THRESHOLD,
         config=True,
         help="Bucket notebooks and files bigger than this (bytes) are parsed, validated, signed and "
         "encoded in a worker thread instead of on the event loop.",
@@ -130,9 +138,9 @@ class DatalakeContentsManager(AsyncContentsManager):
     @default("bucket_cache_ttl")
     def _default_bucket_cache_ttl(self) -> float:
         try:
-            return float(_env("VALERIA_BUCKET_CACHE_TTL", "60"))
+            return float(_env("VALERIA_BUCKET_CACHE_TTL", str(DISCOVERY_TTL)))
         except ValueError:
-            return 60.0
+            return DISCOVERY_TTL
 
     listing_cache_ttl = Float(
         10.0,
@@ -164,7 +172,7 @@ class DatalakeContentsManager(AsyncContentsManager):
     )
     transfer_concurrency = Int(8, config=True, help="Objects copied at once in folder moves and copies.")
     transfer_inline_limit = Int(
-        64 * 1024 * 1024,
+        INLINE_LIMIT,
         config=True,
         help="Files up to this size move between disk and S3 in one request; bigger ones are streamed.",
     )
@@ -179,9 +187,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         config=True,
         help="API path (a home folder) where kernels of notebooks opened from a bucket start; '' is home.",
     )
-    upload_part_size = Int(8 * 1024 * 1024, config=True, help="Part size of chunked uploads into buckets.")
+    upload_part_size = Int(PART_SIZE, config=True, help="Part size of chunked uploads into buckets.")
     upload_idle_timeout = Float(
-        3600.0, config=True, help="Seconds after which an unfinished chunked upload into a bucket is aborted."
+        IDLE_TIMEOUT,
+        config=True,
+        help="Seconds after which an unfinished chunked upload into a bucket is aborted.",
     )
 
     @default("files_handler_class")

@@ -19,13 +19,12 @@ from botocore.exceptions import ClientError
 
 from ..metrics import count_listing_lookup
 from .models import (
-    CHECKPOINT_PREFIX,
     FOLDER_MARKER,
     Listing,
     ObjectEntry,
     entry_from_head,
-    entry_from_listing,
     listing_from_pages,
+    tree_from_pages,
 )
 from .threaded import Pager, ThreadedS3
 
@@ -128,11 +127,7 @@ class S3Bucket:
         if self.threaded is not None:
             listing = await self.threaded.list_folder(self.bucket, prefix, self.listing_limit)
         else:
-            pager, pages = Pager(prefix, "/", self.listing_limit), []
-            while (request := pager.next_request()) is not None:
-                pages.append(await self.call("list_objects_v2", **request))
-                pager.add(pages[-1])
-            listing = listing_from_pages(prefix, pages, pager.truncated)
+            listing = listing_from_pages(prefix, *await self._pages(prefix, "/", self.listing_limit))
         self._log_hidden(listing)
         self.cache.put(self.bucket, prefix, listing)
         return listing
@@ -158,15 +153,17 @@ class S3Bucket:
         """Every object at or below ``prefix`` (markers included), checkpoints excluded at the root."""
         if self.threaded is not None:
             return await self.threaded.list_tree(self.bucket, prefix)
-        out: list[ObjectEntry] = []
-        pager = Pager(prefix)
+        return tree_from_pages(prefix, (await self._pages(prefix, None, None))[0])
+
+    async def _pages(
+        self, prefix: str, delimiter: str | None, limit: int | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """``threaded.list_pages`` on the event loop, through s3fs (when no listing threads)."""
+        pager, pages = Pager(prefix, delimiter, limit), []
         while (request := pager.next_request()) is not None:
-            page = await self.call("list_objects_v2", **request)
-            pager.add(page)
-            for item in page.get("Contents", ()) or ():
-                if not item["Key"].startswith(CHECKPOINT_PREFIX) or prefix.startswith(CHECKPOINT_PREFIX):
-                    out.append(entry_from_listing(item))
-        return out
+            pages.append(await self.call("list_objects_v2", **request))
+            pager.add(pages[-1])
+        return pages, pager.truncated
 
     async def head(self, key: str) -> ObjectEntry:
         return entry_from_head(key, await self.call("head_object", Key=key))

@@ -121,6 +121,18 @@ def listing_from_pages(prefix: str, pages: list[dict[str, Any]], truncated: bool
     return listing
 
 
+def tree_from_pages(prefix: str, pages: list[dict[str, Any]]) -> list[ObjectEntry]:
+    """ListObjectsV2 pages (no delimiter) → every object at or below ``prefix``, markers included;
+    checkpoints left out unless ``prefix`` is inside them."""
+    keep_checkpoints = prefix.startswith(CHECKPOINT_PREFIX)
+    return [
+        entry_from_listing(item)
+        for page in pages
+        for item in page.get("Contents", ()) or ()
+        if keep_checkpoints or not item["Key"].startswith(CHECKPOINT_PREFIX)
+    ]
+
+
 def guess_mimetype(name: str) -> str | None:
     return mimetypes.guess_type(name)[0]
 

@@ -19,9 +19,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .client import S3Settings, make_sync_client
-from .models import CHECKPOINT_PREFIX, Listing, ObjectEntry, entry_from_listing, listing_from_pages
+from .models import Listing, ObjectEntry, listing_from_pages, tree_from_pages
 
 T = TypeVar("T")
+
+#: default worker threads (``DatalakeContentsManager.s3_list_threads``)
+LIST_THREADS = 4
 
 
 class Pager:
@@ -86,13 +89,7 @@ def folder_listing(client: Any, bucket: str, prefix: str, limit: int | None = No
 
 def tree_entries(client: Any, bucket: str, prefix: str) -> list[ObjectEntry]:
     """Every object at or below ``prefix``; checkpoints left out unless ``prefix`` is inside them."""
-    keep_checkpoints = prefix.startswith(CHECKPOINT_PREFIX)
-    return [
-        entry_from_listing(item)
-        for page in list_pages(client, bucket, prefix, None)[0]
-        for item in page.get("Contents", ()) or ()
-        if keep_checkpoints or not item["Key"].startswith(CHECKPOINT_PREFIX)
-    ]
+    return tree_from_pages(prefix, list_pages(client, bucket, prefix, None)[0])
 
 
 class ThreadedS3:
@@ -102,7 +99,7 @@ class ThreadedS3:
     the client's connection pool.
     """
 
-    def __init__(self, settings: S3Settings, workers: int = 4) -> None:
+    def __init__(self, settings: S3Settings, workers: int = LIST_THREADS) -> None:
         self._settings = settings
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="valeria-s3")
         self._client: Any = None

@@ -30,6 +30,9 @@ from tornado import web
 
 #: S3 refuses parts under 5 MiB (except the last) and allows at most 10,000 parts.
 MIN_PART_SIZE = 5 * 1024 * 1024
+#: defaults of ``DatalakeContentsManager.upload_part_size`` and ``upload_idle_timeout``
+PART_SIZE = 8 * 1024 * 1024
+IDLE_TIMEOUT = 3600.0
 MAX_PARTS = 10_000
 
 
@@ -65,8 +68,8 @@ class MultipartUploads:
         self,
         fs: Any,
         *,
-        part_size: int = 8 * 1024 * 1024,
-        idle_timeout: float = 3600.0,
+        part_size: int = PART_SIZE,
+        idle_timeout: float = IDLE_TIMEOUT,
         log: logging.Logger | None = None,
     ) -> None:
         if part_size < MIN_PART_SIZE:
