@@ -1,4 +1,4 @@
-"""S3, botocore and s3fs errors → ``tornado.web.HTTPError``.
+"""S3, botocore and s3fs errors → ``tornado.web.HTTPError``: the one error taxonomy of the datalake.
 
 The message names the API path and a fixed reason, never the server's own text: that text is
 not ours to show, and nothing about credentials may reach a response or a log line.
@@ -16,23 +16,33 @@ from collections.abc import Iterator
 from aiohttp import ClientError as AiohttpClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError, NoCredentialsError, ReadTimeoutError
+from s3fs.errors import translate_boto_error
 from tornado.web import HTTPError
 
-NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
-DENIED_CODES = {
-    "AccessDenied",
-    "403",
-    "Forbidden",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AllAccessDisabled",
-    "InvalidToken",
-    "ExpiredToken",
-    "AccountProblem",
+#: S3 error codes whose status is not the one s3fs's ``translate_boto_error`` implies, or that
+#: s3fs does not know: a HEAD answers only its HTTP status ("NotFound", "Forbidden"); a failed
+#: condition or a concurrent change is a conflict, not a bad request or a busy server
+STATUS_BY_CODE = {
+    "NotFound": 404,
+    "Forbidden": 403,
+    "InvalidToken": 403,
+    "PreconditionFailed": 409,
+    "412": 409,
+    "409": 409,
+    "Conflict": 409,
+    "OperationAborted": 409,
+    "InvalidObjectName": 400,
 }
-CONFLICT_CODES = {"PreconditionFailed", "412", "409", "Conflict", "OperationAborted", "BucketNotEmpty"}
-BAD_REQUEST_CODES = {"KeyTooLongError", "InvalidObjectName", "InvalidArgument", "EntityTooLarge"}
-UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "503", "500", "RequestTimeout"}
+#: statuses of the ``OSError``s s3fs translates the remaining codes into
+STATUS_BY_ERRNO = {
+    errno.EINVAL: 400,
+    errno.ENAMETOOLONG: 400,
+    errno.EMSGSIZE: 400,
+    errno.ENOTEMPTY: 409,
+    errno.EREMOTEIO: 503,
+    errno.EBUSY: 503,
+    errno.EIO: 503,
+}
 _TRANSPORT = (
     BotoConnectionError,
     HTTPClientError,
@@ -61,43 +71,57 @@ def _chain(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
-def s3_error_code(exc: BaseException) -> str | None:
-    """The S3 error code (``AccessDenied``...) of ``exc`` or of what it wraps, if any."""
+def _client_error(exc: BaseException) -> BaseException | None:
+    """The botocore ``ClientError`` (anything with an S3 error response) in ``exc``'s chain."""
     for e in _chain(exc):
         response = getattr(e, "response", None)
         if isinstance(response, dict) and "Error" in response:
-            meta = response.get("ResponseMetadata", {})
-            return str(response["Error"].get("Code") or meta.get("HTTPStatusCode", ""))
+            return e
+    return None
+
+
+def s3_error_code(exc: BaseException) -> str | None:
+    """The S3 error code (``AccessDenied``...) of ``exc`` or of what it wraps, if any."""
+    e = _client_error(exc)
+    if e is None:
+        return None
+    response = e.response  # type: ignore[attr-defined]
+    meta = response.get("ResponseMetadata", {})
+    return str(response["Error"].get("Code") or meta.get("HTTPStatusCode", ""))
+
+
+def _status_of(e: BaseException) -> int | None:
+    if isinstance(e, NoCredentialsError):
+        return 403
+    if isinstance(e, _TRANSPORT):
+        return 503
+    if isinstance(e, FileNotFoundError):
+        return 404
+    if isinstance(e, PermissionError):
+        return 403
+    if isinstance(e, (FileExistsError, IsADirectoryError, NotADirectoryError)):
+        return 409
+    if isinstance(e, OSError):
+        return STATUS_BY_ERRNO.get(e.errno)
     return None
 
 
 def classify(exc: BaseException) -> int:
-    """The HTTP status an S3 failure maps to."""
-    code = s3_error_code(exc)
-    if code:
-        if code in NOT_FOUND_CODES:
-            return 404
-        if code in DENIED_CODES:
-            return 403
-        if code in CONFLICT_CODES:
-            return 409
-        if code in BAD_REQUEST_CODES:
-            return 400
-        if code in UNAVAILABLE_CODES or code.startswith("5"):
-            return 503
+    """The HTTP status an S3 failure maps to: s3fs's ``translate_boto_error`` taxonomy of the S3
+    error code (with :data:`STATUS_BY_CODE` first), else the exception types in the chain; 503
+    for anything unknown (the storage failed, not the request)."""
+    client_error = _client_error(exc)
+    if client_error is not None:
+        code = s3_error_code(client_error) or ""
+        if code in STATUS_BY_CODE:
+            return STATUS_BY_CODE[code]
+        status = _status_of(translate_boto_error(client_error, message="", set_cause=False))
+        if status is not None:
+            return status
     for e in _chain(exc):
-        if isinstance(e, NoCredentialsError):
-            return 403
-        if isinstance(e, _TRANSPORT):
-            return 503
-        if isinstance(e, FileNotFoundError):
-            return 404
-        if isinstance(e, PermissionError):
-            return 403
-        if isinstance(e, (FileExistsError, IsADirectoryError, NotADirectoryError)):
-            return 409
-        if isinstance(e, OSError) and e.errno in (errno.EREMOTEIO, errno.EBUSY, errno.EIO):
-            return 503
+        status = _status_of(e)
+        if status is not None:
+            return status
     return 503
 
 
