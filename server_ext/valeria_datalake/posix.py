@@ -1,8 +1,8 @@
 """Home and scratch: jupyter-server's own async large-file manager, rooted at one folder.
 
 Behaviour (hidden files, symlinks followed, atomic writes, chunked uploads, ``.ipynb_checkpoints``,
-trash) is exactly jupyter-server's. Only ``DatalakeContentsManager`` talks to these instances,
-with paths relative to their root; it emits the contents events itself, with full API paths.
+trash) is exactly jupyter-server's. Only ``mounts/posix.PosixMount`` talks to these instances,
+with paths relative to their root; the contents manager emits the events, with full API paths.
 """
 
 from __future__ import annotations
