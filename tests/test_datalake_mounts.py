@@ -1,0 +1,79 @@
+"""Checkpoints through ``checkpoints_class`` and jupyter-server's delete/rename template methods.
+
+Runs on every S3 site (moto, and Ceph RGW when available), through a real jupyter-server.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
+
+from tests.fixtures.s3 import NOTEBOOK, OWN_BUCKET, World, datalake_server_config, on_server_loop
+
+OWN = f"datalake_{OWN_BUCKET}"
+CK = ".valeria_checkpoints/"
+
+
+@pytest.fixture
+def jp_server_config(world: World, tmp_path, monkeypatch):
+    return datalake_server_config(world.site, tmp_path, monkeypatch)
+
+
+def keys(world: World, prefix: str) -> set[str]:
+    out = set()
+    for page in (
+        world.client("alice").get_paginator("list_objects_v2").paginate(Bucket=OWN_BUCKET, Prefix=prefix)
+    ):
+        out.update(o["Key"] for o in page.get("Contents", []))
+    return out
+
+
+async def checkpoint(jp_fetch, path: str) -> None:
+    r = await jp_fetch("api", "contents", path, "checkpoints", method="POST", body="")
+    assert r.code == 201
+
+
+@on_server_loop
+async def test_the_checkpoints_class_routes_to_each_mount(jp_serverapp):
+    from valeria_datalake.mounts.checkpoints import DatalakeCheckpoints
+
+    cm = jp_serverapp.contents_manager
+    assert isinstance(cm.checkpoints, DatalakeCheckpoints)
+    assert cm.checkpoints_class is DatalakeCheckpoints
+
+
+@on_server_loop
+async def test_a_file_moved_to_another_mount_leaves_no_checkpoint_behind(api, world, jp_fetch, jp_root_dir):
+    d = world.unique("ckmove")
+    (jp_root_dir / d).mkdir()
+    await api("PUT", f"{d}/nb.ipynb", {"type": "notebook", "content": NOTEBOOK})
+    await checkpoint(jp_fetch, f"{d}/nb.ipynb")
+    home_ck = jp_root_dir / d / ".ipynb_checkpoints" / "nb-checkpoint.ipynb"
+    assert home_ck.exists()
+    code, m = await api("PATCH", f"{d}/nb.ipynb", {"path": f"{OWN}/{d}/nb.ipynb"})
+    assert code == 200, m
+    assert not home_ck.exists()  # dropped with the file, as a delete would
+    await checkpoint(jp_fetch, f"{OWN}/{d}/nb.ipynb")
+    assert f"{CK}{d}/nb.ipynb" in keys(world, f"{CK}{d}/")
+    code, m = await api("PATCH", f"{OWN}/{d}/nb.ipynb", {"path": f"{d}/back.ipynb"})
+    assert code == 200, m
+    assert keys(world, f"{CK}{d}/") == set()
+    assert (jp_root_dir / d / "back.ipynb").exists()
+
+
+@on_server_loop
+async def test_renaming_a_bucket_file_moves_its_checkpoint_and_no_sibling(api, world, jp_fetch):
+    d = world.unique("cksib")
+    for name in ("nb", "nbx", "nb.d/inner"):  # names that start with "nb" must not follow "nb"
+        await api("PUT", f"{OWN}/{d}/{name}", {"type": "file", "format": "text", "content": name})
+        await checkpoint(jp_fetch, f"{OWN}/{d}/{name}")
+    code, m = await api("PATCH", f"{OWN}/{d}/nb", {"path": f"{OWN}/{d}/renamed"})
+    assert code == 200, m
+    assert keys(world, f"{CK}{d}/") == {f"{CK}{d}/renamed", f"{CK}{d}/nbx", f"{CK}{d}/nb.d/inner"}
+    code, _ = await api("DELETE", f"{OWN}/{d}/nbx")
+    assert code == 204
+    assert keys(world, f"{CK}{d}/") == {f"{CK}{d}/renamed", f"{CK}{d}/nb.d/inner"}
+    r = await jp_fetch("api", "contents", f"{OWN}/{d}/renamed", "checkpoints", method="GET")
+    assert [c["id"] for c in json.loads(r.body)] == ["checkpoint"]
