@@ -23,6 +23,7 @@ from valeria_datalake.s3.uploads import MultipartUploads, UploadError
 from valeria_platform.jupyterlab import upload_models
 
 from tests.fixtures.s3 import (
+    OWN,
     OWN_BUCKET,
     SHARED_RO,
     USER,
@@ -31,7 +32,6 @@ from tests.fixtures.s3 import (
     on_server_loop,
 )
 
-OWN = f"datalake_{OWN_BUCKET}"
 MiB = 1024 * 1024
 PART = 8 * MiB
 CHUNK = MiB  # what JupyterLab sends
