@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.hub",
     "tests.fixtures.browser",
+    "tests.fixtures.leaks",
 ]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

@@ -18,34 +18,30 @@ import uuid
 import botocore.exceptions
 import pytest
 from valeria_platform.ceph import CephCluster, CephError, CephStartError
+from valeria_platform.procs import process_ended
+
+from tests.fixtures.leaks import processes_under
 
 pytestmark = pytest.mark.ceph
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return not process_ended(pid)
 
 
 def _processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text`` (our daemons name their ceph.conf)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if text.encode() in f.read() and _alive(int(entry)):
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
+    """Live processes with ``text`` in their command line (our daemons name their ceph.conf)."""
+    return [p.pid for p in processes_under(text)]
+
+
+def _failed_start(cluster: CephCluster) -> str:
+    """The message of the CephStartError that ``cluster.start()`` must raise (stopped after)."""
+    try:
+        with pytest.raises(CephStartError) as err:
+            cluster.start()
+    finally:
+        cluster.stop()
+    return str(err.value)
 
 
 def _name(prefix: str) -> str:
@@ -129,13 +125,9 @@ def test_create_user_is_idempotent_and_keys_work(ceph_cluster: CephCluster) -> N
 def test_failed_start_raises_with_logs_and_leaves_nothing(tmp_path) -> None:
     workdir = tmp_path / "broken"
     # an OSD data folder that cannot be created: ``ceph-osd --mkfs`` fails after the monitor is up
-    cluster = CephCluster(workdir, extra_conf={"osd": {"osd data": "/proc/valeria-no-such-dir/osd"}})
-    try:
-        with pytest.raises(CephStartError) as err:
-            cluster.start()
-    finally:
-        cluster.stop()
-    message = str(err.value)
+    message = _failed_start(
+        CephCluster(workdir, extra_conf={"osd": {"osd data": "/proc/valeria-no-such-dir/osd"}})
+    )
     assert "ceph-osd" in message and "failed" in message
     assert "mon.a.log" in message  # the tail of the monitor's log travels with the error
     assert _processes_mentioning(str(workdir)) == []
@@ -231,17 +223,13 @@ def test_a_port_taken_by_another_process_fails_fast_and_says_so(tmp_path) -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        cluster = CephCluster(
-            tmp_path / "clash",
-            extra_conf={"client.rgw.a": {"rgw frontends": f"beast endpoint=127.0.0.1:{port}"}},
-            start_timeout=60,
+        message = _failed_start(
+            CephCluster(
+                tmp_path / "clash",
+                extra_conf={"client.rgw.a": {"rgw frontends": f"beast endpoint=127.0.0.1:{port}"}},
+                start_timeout=60,
+            )
         )
-        try:
-            with pytest.raises(CephStartError) as err:
-                cluster.start()
-        finally:
-            cluster.stop()
-    message = str(err.value)
     assert "client.rgw.a exited" in message and "Address already in use" in message
     assert "client.rgw.a.log" in message
     assert _processes_mentioning(str(tmp_path / "clash")) == []

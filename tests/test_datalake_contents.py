@@ -16,8 +16,11 @@ from tornado.httpclient import HTTPClientError
 
 from tests.fixtures.s3 import (
     NOTEBOOK,
+    OWN,
     OWN_BUCKET,
     PRIVATE,
+    RO,
+    RW,
     SEED,
     SHARED_RO,
     SHARED_RW,
@@ -25,10 +28,6 @@ from tests.fixtures.s3 import (
     datalake_server_config,
     on_server_loop,
 )
-
-OWN = f"datalake_{OWN_BUCKET}"
-RO = f"datalake_{SHARED_RO}"
-RW = f"datalake_{SHARED_RW}"
 
 
 @pytest.fixture

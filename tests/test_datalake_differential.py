@@ -45,9 +45,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fet
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from valeria_platform.jupyterlab import upload_models
 
-from tests.fixtures.s3 import NOTEBOOK, OWN_BUCKET, World, datalake_server_config, free_port
-
-OWN = f"datalake_{OWN_BUCKET}"
+from tests.fixtures.s3 import NOTEBOOK, OWN, World, datalake_server_config, free_port
 
 #: Where a bucket and a POSIX folder must differ, and why. Each rule is applied in one place
 #: (named in brackets); everything not listed here must be equal.

@@ -16,7 +16,10 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fet
 from tests.fixtures.s3 import (
     NOTEBOOK,
     OTHER,
+    OWN,
     OWN_BUCKET,
+    RO,
+    RW,
     SHARED_RO,
     SHARED_RW,
     USER,
@@ -25,9 +28,6 @@ from tests.fixtures.s3 import (
     on_server_loop,
 )
 
-OWN = f"datalake_{OWN_BUCKET}"
-RO = f"datalake_{SHARED_RO}"
-RW = f"datalake_{SHARED_RW}"
 MiB = 1024 * 1024
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: S3 operations that write, create or delete something

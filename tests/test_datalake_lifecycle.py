@@ -24,7 +24,7 @@ from valeria_datalake.extension import DatalakeExtension
 from valeria_platform.jupyterlab import chunk_model
 
 from tests.fixtures.s3 import (
-    OWN_BUCKET,
+    OWN,
     SHARED_RO,
     SHARED_RW,
     USER,
@@ -37,7 +37,6 @@ from tests.fixtures.s3 import (
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_PATH = REPO / "server_ext" / "jupyter-config"
 VENV_BIN = Path(sys.executable).parent
-OWN = f"datalake_{OWN_BUCKET}"
 MiB = 1024 * 1024
 
 

@@ -12,11 +12,10 @@ import requests
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
 from valeria_platform.jupyterlab import upload_models
 
-from tests.fixtures.s3 import OWN_BUCKET, World, datalake_server_config, free_port, on_server_loop
+from tests.fixtures.s3 import OWN, World, datalake_server_config, free_port, on_server_loop
 from tests.test_dashboard import missing_from
 from tests.test_hub_observability import Samples, parse_metrics, total
 
-OWN = f"datalake_{OWN_BUCKET}"
 PART = 5 * 1024 * 1024
 
 

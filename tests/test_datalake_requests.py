@@ -21,6 +21,7 @@ from valeria_platform.jupyterlab import upload_models
 from tests.fixtures.s3 import (
     BIG_COUNT,
     NOTEBOOK,
+    OWN,
     OWN_BUCKET,
     SHARED_RO,
     World,
@@ -28,8 +29,6 @@ from tests.fixtures.s3 import (
     free_port,
     on_server_loop,
 )
-
-OWN = f"datalake_{OWN_BUCKET}"
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
 from valeria_platform.loopstall import LoopStallMonitor
 
-from tests.fixtures.s3 import OWN_BUCKET, USER, World, datalake_server_config, on_server_loop
+from tests.fixtures.s3 import OWN, OWN_BUCKET, USER, World, datalake_server_config, on_server_loop
 
-OWN = f"datalake_{OWN_BUCKET}"
 MiB = 1024 * 1024
 
 

@@ -13,10 +13,9 @@ import os
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
 
-from tests.fixtures.s3 import OWN_BUCKET, World, datalake_server_config, on_server_loop
+from tests.fixtures.s3 import OWN, OWN_BUCKET, World, datalake_server_config, on_server_loop
 from tests.test_large_uploads import chunk_bodies, put
 
-OWN = f"datalake_{OWN_BUCKET}"
 MiB = 1024 * 1024
 
 

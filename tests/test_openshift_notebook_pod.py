@@ -17,8 +17,8 @@ import os
 import kubernetes_validate
 import pytest
 from jupyterhub.app import JupyterHub
-from kubernetes_asyncio.client import ApiClient
 from valeria_hub.audit import spawn_fields
+from valeria_hub.kube import pod_as_dict
 from valeria_hub.plan import build_plan, parse_identity, parse_s3_keys
 
 from tests.fixtures.hub import FakeHubUser
@@ -59,7 +59,7 @@ async def render_pod(app: JupyterHub, profile: str) -> dict:
     spawner = await prepared_spawner(app, profile)
     pod = await spawner.get_pod_manifest()
     pod = spawner.modify_pod_hook(spawner, pod)
-    return ApiClient().sanitize_for_serialization(pod)
+    return pod_as_dict(pod)
 
 
 async def prepared_spawner(app: JupyterHub, profile: str):

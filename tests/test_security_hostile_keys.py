@@ -19,7 +19,9 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fet
 from valeria_datalake.paths import PathRouter
 
 from tests.fixtures.s3 import (
+    OWN,
     OWN_BUCKET,
+    RW,
     SHARED_RW,
     World,
     datalake_server_config,
@@ -27,8 +29,6 @@ from tests.fixtures.s3 import (
     on_server_loop,
 )
 
-OWN = f"datalake_{OWN_BUCKET}"
-RW = f"datalake_{SHARED_RW}"
 HOME_FILE = b"alice's own file\n"
 
 

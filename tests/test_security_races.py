@@ -23,9 +23,8 @@ from valeria_datalake.s3.models import Listing
 from valeria_datalake.s3.uploads import MultipartUploads
 from valeria_datalake.transfer import PosixSide, Tree
 
-from tests.fixtures.s3 import OWN_BUCKET, USER, World, datalake_server_config, on_server_loop, put_many
+from tests.fixtures.s3 import OWN, OWN_BUCKET, USER, World, datalake_server_config, on_server_loop, put_many
 
-OWN = f"datalake_{OWN_BUCKET}"
 MiB = 1024 * 1024
 N = 200
 

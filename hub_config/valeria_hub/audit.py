@@ -184,7 +184,7 @@ def spawn_fields(spawner: Any) -> dict[str, Any]:
         uid=plan.uid,
         gid=plan.gid,
         supplemental_gids=list(plan.supplemental_gids),
-        image=getattr(spawner, "image", None) or plan.image,
+        image=getattr(spawner, "image", None),
         profile=options.get("profile") if isinstance(options, Mapping) else None,
     )
     return fields

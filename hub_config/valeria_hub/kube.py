@@ -40,6 +40,24 @@ HUB_TOKEN_NAMES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 _REFUSED = "The notebook configuration tried to change who your server runs as; the server was not started."
 
 
+class _PodSerializer(ApiClient):
+    """Only ``sanitize_for_serialization``: no REST client, so no HTTP session to open or leak.
+
+    ``ApiClient()`` opens an aiohttp session on every construction; the guard needs none of it.
+    """
+
+    def __init__(self) -> None:  # deliberately not calling ApiClient.__init__
+        pass
+
+
+_SERIALIZER = _PodSerializer()
+
+
+def pod_as_dict(pod: Any) -> dict[str, Any]:
+    """A pod (a kubernetes_asyncio model or already a dict) as the JSON the API server receives."""
+    return pod if isinstance(pod, dict) else _SERIALIZER.sanitize_for_serialization(pod)
+
+
 def secret_name_for(pod_name: str, suffix: str) -> str:
     """The per-spawn Secret name: never reused, so no kubelet cache of an immutable Secret can match."""
     return f"{pod_name}-s3-{suffix}"
@@ -257,7 +275,7 @@ class ValeriaKubeSpawner(PlannedSpawnerMixin, KubeSpawner):
         """modify_pod_hook: the pod KubeSpawner is about to create must match the plan."""
         if self.plan is None:
             raise SpawnRefused("No spawn plan: the server was not started.", reason="no-plan")
-        as_dict = ApiClient().sanitize_for_serialization(pod) if not isinstance(pod, dict) else pod
+        as_dict = pod_as_dict(pod)
         # the labels KubeSpawner builds without any extra_labels (profiles may not set them)
         check_pod(as_dict, self.plan, self.credentials_secret_name, labels=self._build_pod_labels({}))
         return pod

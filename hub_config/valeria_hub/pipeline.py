@@ -33,7 +33,6 @@ async def plan_spawn(
     vault: VaultClient,
     username: str,
     auth_state_source: AuthStateSource,
-    image: str | None = None,
     log: logging.Logger | None = None,
     stages: SpawnStages | None = None,
 ) -> SpawnPlan:
@@ -49,7 +48,7 @@ async def plan_spawn(
     with stages.stage("plan"):
         identity = parse_identity(secrets.identity, settings)
         keys = parse_s3_keys(secrets.s3)
-        plan = build_plan(settings, username, identity, keys, image=image)
+        plan = build_plan(settings, username, identity, keys)
     log.info(
         "Spawn of %s planned: uid=%d gid=%d groups=%s",
         username,

@@ -69,7 +69,6 @@ class SpawnPlan:
     home_dir: str
     scratch_dir: str
     volumes: tuple[NfsVolume, ...] = ()
-    image: str | None = None
     #: the platform's CA bundle: (ConfigMap name, path in the pod), mounted by the hub, not a profile
     ca_bundle: tuple[str, str] | None = None
 
@@ -174,7 +173,6 @@ def build_plan(
     username: str,
     identity: PosixIdentity,
     keys: S3Keys,
-    image: str | None = None,
 ) -> SpawnPlan:
     """The plan for one spawn; paths depend on the spawner kind (NFS in pods, folders locally)."""
     check_username(username)
@@ -221,6 +219,5 @@ def build_plan(
         home_dir=home_dir,
         scratch_dir=scratch_dir,
         volumes=volumes,
-        image=image,
         ca_bundle=ca_bundle,
     )

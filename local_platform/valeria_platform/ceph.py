@@ -49,13 +49,13 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from typing_extensions import Self
 
-from .procs import StartStop, free_port, local_url, retry_port_clash
+from .procs import LocalService, ManagedProcess, ServiceError, free_port, local_url, retry_port_clash
 from .s3site import S3Site, S3User
 from .tls import make_server_tls
 
@@ -63,8 +63,6 @@ from .tls import make_server_tls
 BINARIES = ("monmaptool", "ceph-authtool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
 LOG_NAMES = ("mon.a", "osd.0", "client.rgw.a")
 RGW_NAME = "client.rgw.a"
-#: seconds each daemon gets to stop before the next one is signalled (see ``CephCluster.stop``)
-STEP_TIMEOUT = 3.0
 
 
 class CephError(RuntimeError):
@@ -90,8 +88,11 @@ def _random_key(n: int, alphabet: str) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
-class CephCluster(StartStop):
+class CephCluster(LocalService):
     """One monitor, one memstore OSD and one RGW (beast, HTTP + HTTPS) on loopback, in ``workdir``."""
+
+    #: seconds each daemon gets to stop before the next one is signalled (see :meth:`stop`)
+    stop_step = 3.0
 
     def __init__(
         self,
@@ -103,7 +104,7 @@ class CephCluster(StartStop):
         rgw_threads: int = 64,
         extra_conf: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        self.workdir = Path(workdir).resolve()
+        super().__init__(Path(workdir).resolve())
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.memstore_bytes = memstore_bytes
@@ -115,10 +116,8 @@ class CephCluster(StartStop):
         self.https_port = 0
         self.ca_bundle = ""
         self.start_seconds: float | None = None
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._users_lock = threading.Lock()
-        self._started = False
 
     # -- paths and endpoints ------------------------------------------------------------------
     @property
@@ -136,11 +135,6 @@ class CephCluster(StartStop):
     @property
     def http_endpoint(self) -> str:
         return local_url(self.http_port)
-
-    @property
-    def pids(self) -> dict[str, int]:
-        """PID of every daemon this cluster started, by Ceph name."""
-        return {name: p.pid for name, p in self._procs.items()}
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Self:
@@ -171,7 +165,7 @@ class CephCluster(StartStop):
         self.fsid = str(uuid.uuid4())
         self.users.clear()  # users of an earlier run of this object died with its cluster
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._started = True
+        self._own_workdir = True  # absent or empty before: the cluster's own, removed at stop
         atexit.register(self.stop)
         try:
             self._prepare()
@@ -181,7 +175,7 @@ class CephCluster(StartStop):
         except BaseException as e:
             report = self.log_report()
             self.stop()
-            if isinstance(e, CephError):
+            if isinstance(e, (CephError, ServiceError)):
                 raise CephStartError(f"{e}\n{report}") from None
             if isinstance(e, Exception):
                 raise CephStartError(f"Ceph cluster did not start: {e!r}\n{report}") from e
@@ -190,34 +184,16 @@ class CephCluster(StartStop):
     def stop(self) -> None:
         """End every daemon started here (by PID) and remove the work folder. Idempotent.
 
-        Daemons stop in reverse start order (RGW, OSD, monitor), each given ``STEP_TIMEOUT`` before
-        the next is signalled: RGW stopping while the OSD and monitor are already gone waits ~5 s on
-        RADOS, in order the three take ~0.2 s. Whatever is still alive after ``stop_timeout`` in
-        all is killed with SIGKILL.
+        Daemons stop in reverse start order (RGW, OSD, monitor), each given ``stop_step`` seconds
+        before the next is signalled: RGW stopping while the OSD and monitor are already gone waits
+        ~5 s on RADOS, in order the three take ~0.2 s. Whatever is still alive after
+        ``stop_timeout`` in all is killed with SIGKILL.
         """
         with self._lock:
-            procs = list(reversed(self._procs.values()))
-            self._procs.clear()
-            deadline = time.monotonic() + self.stop_timeout
-            for p in procs:
-                if p.poll() is None:
-                    try:
-                        p.send_signal(signal.SIGTERM)
-                    except ProcessLookupError:
-                        continue
-                    try:
-                        p.wait(min(STEP_TIMEOUT, max(0.0, deadline - time.monotonic())))
-                    except subprocess.TimeoutExpired:
-                        pass  # signalled; waited for below, with the others
-            for p in procs:
-                try:
-                    p.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
-            if self._started:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-                self._started = False
+            own = self._own_workdir
+            super().stop()
+            if own:
+                self._own_workdir = False
                 atexit.unregister(self.stop)
 
     # -- diagnostics ----------------------------------------------------------------------------
@@ -357,36 +333,20 @@ class CephCluster(StartStop):
         self._run(["monmaptool", "--create", "--fsid", self.fsid, "--addv", "a", self._mon_addrs,
                    str(w / "monmap")])  # fmt: skip
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
-        out = open(self.logdir / f"{name}.out", "wb")  # the child keeps its own copy
-        try:
-            p = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        finally:
-            out.close()
-        self._procs[name] = p
-        return p
+    def _daemon(self, name: str, cmd: list[str]) -> ManagedProcess:
+        """Start one daemon, its console output in ``log/<name>.out``."""
+        return self._spawn(name, cmd, log=self.logdir / f"{name}.out")
 
-    def _wait(self, what: str, check, deadline: float) -> None:
-        while True:
-            for name, p in self._procs.items():
-                if p.poll() is not None:
-                    raise CephStartError(f"{name} exited with {p.returncode} while waiting for {what}")
-            try:
-                if check():
-                    return
-            except CephError:
-                pass
-            if time.monotonic() > deadline:
-                raise CephStartError(f"timed out waiting for {what}")
-            time.sleep(0.1)
+    def _wait(self, daemon: ManagedProcess, what: str, check: Callable[[], bool], deadline: float) -> None:
+        """Wait for ``check()`` while every daemon started so far runs."""
+        others = [p for p in self._procs.values() if p is not daemon]
+        daemon.wait_for(check, max(0.0, deadline - time.monotonic()), what, also=others)
 
     def _start_mon(self) -> None:
         c = ["-c", str(self.conf)]
         self._run(["ceph-mon", *c, "--mkfs", "-i", "a", "--monmap", str(self.workdir / "monmap"),
                    "--keyring", str(self.workdir / "keyring")])  # fmt: skip
-        self._spawn("mon.a", ["ceph-mon", *c, "-f", "-i", "a"])
+        self._daemon("mon.a", ["ceph-mon", *c, "-f", "-i", "a"])
 
     def _start_osd(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -396,17 +356,17 @@ class CephCluster(StartStop):
             raise CephStartError(f"ceph osd new returned {osd_id.strip()!r}, expected 0")
         c = ["-c", str(self.conf)]
         self._run(["ceph-osd", *c, "--mkfs", "-i", "0", "--osd-uuid", osd_uuid])
-        self._spawn("osd.0", ["ceph-osd", *c, "-f", "-i", "0"])
+        osd = self._daemon("osd.0", ["ceph-osd", *c, "-f", "-i", "0"])
 
         def osd_up() -> bool:
             stat = json.loads(self.ceph("osd", "stat", "-f", "json", timeout=15))
             return stat.get("num_up_osds") == 1 and stat.get("num_in_osds") == 1
 
-        self._wait("the OSD to be up and in", osd_up, deadline)
+        self._wait(osd, "up and in", osd_up, deadline)
 
     def _start_rgw(self) -> None:
         deadline = time.monotonic() + self.start_timeout
-        self._spawn(RGW_NAME, ["radosgw", "-c", str(self.conf), "-f", "-n", RGW_NAME])
+        rgw = self._daemon(RGW_NAME, ["radosgw", "-c", str(self.conf), "-f", "-n", RGW_NAME])
 
         def rgw_answers() -> bool:
             try:
@@ -415,7 +375,7 @@ class CephCluster(StartStop):
             except OSError:
                 return False
 
-        self._wait("RGW to answer on HTTP", rgw_answers, deadline)
+        self._wait(rgw, "answering on HTTP", rgw_answers, deadline)
 
 
 def _settings(**v: Any) -> dict[str, dict[str, str]]:

@@ -44,6 +44,7 @@ from .procs import (
     free_port,
     local_url,
     persistent_secret,
+    stop_hub_servers,
 )
 from .seed import SHARED_BUCKET, SeedReport, seed_datalake
 
@@ -333,10 +334,17 @@ class DemoPlatform(StartStop):
         with urllib.request.urlopen(f"{self.hub_url}/hub/api", timeout=2) as r:
             return "version" in json.load(r)
 
+    def _stop_hub(self) -> None:
+        """Stop the hub, then its users' servers: it leaves them running (cleanup_servers is False,
+        so that they outlive a hub restart), and they would outlive the demo."""
+        if self.hub is not None:
+            self.hub.stop(timeout=20)
+            stop_hub_servers(self.hub.env["VALERIA_HUB_BIND_URL"])
+
     def stop(self) -> None:
         """Stop everything that was started, hub first. Safe to call twice."""
         for name, stop in (
-            ("hub", lambda: self.hub and self.hub.stop(timeout=20)),
+            ("hub", self._stop_hub),
             ("postgres", lambda: self.postgres and self.postgres.stop()),
             ("openbao", lambda: self.vault and self.vault.stop()),
             ("oidc", lambda: self.oidc and self.oidc.stop()),

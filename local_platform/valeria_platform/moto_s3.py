@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections import Counter
@@ -24,6 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from typing_extensions import Self
+
+from .procs import LocalService
 
 CONTROL_PREFIX = "/__valeria__/"
 
@@ -191,7 +190,7 @@ def _make_counting_server(host: str, port: int):
     return server, app
 
 
-class MotoS3:
+class MotoS3(LocalService):
     """An S3 server on 127.0.0.1, in this process (a thread) or in a subprocess.
 
     ``no_auth_actions``: when set, moto answers that many requests without checking signatures
@@ -199,46 +198,36 @@ class MotoS3:
     reads it from the environment at import, so it needs ``subprocess=True``.
     """
 
+    log_name = "moto.log"
+    temp_prefix = "valeria-moto-"
+
     def __init__(self, subprocess: bool = False, no_auth_actions: int | None = None) -> None:
         if no_auth_actions is not None and not subprocess:
             raise ValueError("per-user IAM needs the server in a subprocess")
+        super().__init__()
         self.use_subprocess = subprocess
         self.no_auth_actions = no_auth_actions
-        self.port = 0
         self._server = None
-        self._thread: threading.Thread | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
         self.app: CountingApp | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._url()
 
-    def start(self) -> MotoS3:
+    def start(self) -> Self:
         if self.use_subprocess:
-            self._start_subprocess()
+            env = (
+                {}
+                if self.no_auth_actions is None
+                else {"INITIAL_NO_AUTH_ACTION_COUNT": str(self.no_auth_actions)}
+            )
+            (port,) = self._spawn_ready("moto", "valeria_platform.moto_s3", "--port", "0", **env)
+            self.port = int(port)
         else:
-            self._server, self.app = _make_counting_server("127.0.0.1", 0)
+            self._server, self.app = _make_counting_server(self.host, 0)
             self.port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-            self._thread.start()
+            threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
-
-    def _start_subprocess(self) -> None:
-        env = dict(os.environ)
-        if self.no_auth_actions is not None:
-            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self.no_auth_actions)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "valeria_platform.moto_s3", "--port", "0"],
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline().decode()
-        if not line.startswith("READY "):
-            self._proc.kill()
-            raise RuntimeError(f"moto S3 server did not start: {line!r}")
-        self.port = int(line.split()[1])
 
     def _control(self, what: str, method: str = "GET", payload: dict | None = None) -> dict:
         data = json.dumps(payload).encode() if payload is not None else None
@@ -269,19 +258,7 @@ class MotoS3:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-            self._proc = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,17 +46,10 @@ def start_moto_site() -> S3Site:
     server = MotoS3(subprocess=True, no_auth_actions=BOOTSTRAP_ACTIONS).start()
     try:
         boot = _iam(server.endpoint, "bootstrap", "bootstrap")
-        boot.create_user(UserName=ADMIN)
-        key = boot.create_access_key(UserName=ADMIN)["AccessKey"]
-        boot.put_user_policy(
-            UserName=ADMIN,
-            PolicyName="everything",
-            PolicyDocument=_policy([{"Effect": "Allow", "Action": "*", "Resource": "*"}]),
-        )
+        admin = _new_user(boot, ADMIN, "everything", [{"Effect": "Allow", "Action": "*", "Resource": "*"}])
     except BaseException:
         server.stop()
         raise
-    admin = S3User(ADMIN, key["AccessKeyId"], key["SecretAccessKey"])
     site = S3Site(kind="moto", endpoint=server.endpoint, users={ADMIN: admin}, counter=server)
     site.make_user = lambda name: make_user(site, name)
     return site
@@ -69,19 +62,22 @@ def _admin_iam(site: S3Site):
 
 def make_user(site: S3Site, name: str) -> S3User:
     """An IAM user owning the buckets ``<name>-*``, allowed to list every bucket name."""
-    iam = _admin_iam(site)
+    return _new_user(
+        _admin_iam(site),
+        name,
+        "own-buckets",
+        [
+            {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:*", "Resource": _bucket_arns(f"{name}-*")},
+        ],
+    )
+
+
+def _new_user(iam, name: str, policy_name: str, statements: list[dict]) -> S3User:
+    """An IAM user with an access key and one inline policy of ``statements``."""
     iam.create_user(UserName=name)
     key = iam.create_access_key(UserName=name)["AccessKey"]
-    iam.put_user_policy(
-        UserName=name,
-        PolicyName="own-buckets",
-        PolicyDocument=_policy(
-            [
-                {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"},
-                {"Effect": "Allow", "Action": "s3:*", "Resource": _bucket_arns(f"{name}-*")},
-            ]
-        ),
-    )
+    iam.put_user_policy(UserName=name, PolicyName=policy_name, PolicyDocument=_policy(statements))
     return S3User(name, key["AccessKeyId"], key["SecretAccessKey"])
 
 

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import urllib.request
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from typing_extensions import Self
 
-from .procs import StartStop, local_url
+from .procs import LocalService, StartStop, local_url
 
 _REQUEST_LINE = re.compile(rb"^(GET|POST|PUT|DELETE|HEAD|PATCH|OPTIONS) (\S+) HTTP/1\.[01]\r\n")
 
@@ -147,36 +144,26 @@ class TcpProxy(StartStop):
                     pass
 
 
-class TcpProxyProcess(StartStop):
+class TcpProxyProcess(LocalService):
     """The same proxy in a child process, for a caller whose own threads would starve it (a load
     generator with hundreds of threads): ``python -m valeria_platform.tcpproxy``, driven over a
     small HTTP control port (``/stats``, ``/reset``, ``/target?port=N``)."""
 
+    log_name = "tcpproxy.log"
+    temp_prefix = "valeria-tcpproxy-"
+
     def __init__(self, target_port: int | None = None) -> None:
+        super().__init__()
         self.target_port = target_port
-        self.port = 0
         self._control_port = 0
-        self._proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return local_url(self.port)
+        return self._url()
 
     def start(self) -> Self:
-        # the child imports this very package, wherever it was imported from
-        here = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "valeria_platform.tcpproxy", str(self.target_port or 0)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        line = self._proc.stdout.readline() if self._proc.stdout else ""
-        if not line.startswith("READY "):
-            self._proc.kill()
-            raise RuntimeError(f"tcpproxy did not start: {line!r}")
-        self.port, self._control_port = (int(x) for x in line.split()[1:3])
+        ports = self._spawn_ready("tcpproxy", "valeria_platform.tcpproxy", str(self.target_port or 0))
+        self.port, self._control_port = (int(p) for p in ports)
         return self
 
     def _control(self, path: str) -> Any:
@@ -193,15 +180,6 @@ class TcpProxyProcess(StartStop):
 
     def reset(self) -> None:
         self._control("/reset")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-            self._proc = None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,7 @@ bundle, checksums only when required: RGW 16 rejects aws-chunked checksum traile
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -95,6 +96,21 @@ def client_options(settings: S3Settings) -> tuple[dict[str, object], dict[str, o
     return client_kwargs, config_kwargs
 
 
+class ContextFreeS3FileSystem(S3FileSystem):
+    """s3fs's filesystem, each S3 call run in an empty ``contextvars`` context.
+
+    jupyter-server keeps the request's handler in a context variable (its ``CallContext``). Every
+    timer aiohttp schedules during a call (read timeouts, connection clean-up) copies the current
+    context, and asyncio keeps a cancelled timer until its time comes: a request that called S3
+    stayed in memory, body included, for up to ``s3_read_timeout`` after it ended (1.3 MiB per
+    upload chunk), and the connection pool made by the first call kept that first request forever.
+    """
+
+    async def _call_s3(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        call = super()._call_s3(method, *args, **kwargs)
+        return await asyncio.get_running_loop().create_task(call, context=contextvars.Context())
+
+
 def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
     """An async S3 filesystem bound to the running event loop (call it from a coroutine).
 
@@ -104,7 +120,7 @@ def make_s3_filesystem(settings: S3Settings) -> S3FileSystem:
     if not settings.has_credentials:
         raise ValueError("no S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     client_kwargs, config_kwargs = client_options(settings)
-    fs = S3FileSystem(
+    fs = ContextFreeS3FileSystem(
         key=settings.access_key_id,
         secret=settings.secret_access_key,
         token=settings.session_token,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import logging
 import time
@@ -199,7 +200,12 @@ class MultipartUploads:
         """Run :meth:`abort_idle` every ``interval`` seconds (default: a tenth of the idle timeout)."""
         if self._reaper is None or self._reaper.done():
             every = interval if interval is not None else max(0.05, min(60.0, self.idle_timeout / 10))
-            self._reaper = asyncio.get_running_loop().create_task(self._reap_forever(every))
+            # an empty context: started from the first chunk's request, the task would otherwise
+            # keep that request's context (jupyter-server's CallContext: its handler and body) for
+            # the server's whole life
+            self._reaper = asyncio.get_running_loop().create_task(
+                self._reap_forever(every), context=contextvars.Context()
+            )
 
     async def close(self) -> None:
         """Stop the periodic task and abort every unfinished upload (server shutdown)."""
@@ -230,23 +236,29 @@ class MultipartUploads:
         if number > MAX_PARTS:
             raise UploadError(413, f"{upload.key!r} is too large: more than {MAX_PARTS} parts")
         body = self._take_buffer(upload)
-        resp = await self.fs._call_s3(
-            "upload_part",
-            Bucket=upload.bucket,
-            Key=upload.key,
-            UploadId=upload.upload_id,
-            PartNumber=number,
-            Body=body,
-        )
+        try:
+            resp = await self.fs._call_s3(
+                "upload_part",
+                Bucket=upload.bucket,
+                Key=upload.key,
+                UploadId=upload.upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+        finally:
+            # frees the part now: the HTTP stack keeps a reference to the body object until its
+            # next request, which held a second part in memory while the next one filled
+            body.close()
         upload.parts.append({"PartNumber": number, "ETag": resp["ETag"]})
-        del body
 
     async def _complete(self, upload: _Upload) -> None:
         if upload.upload_id is None:
             # Never filled a part: one plain PutObject, nothing to clean up on failure.
             body = self._take_buffer(upload)
-            await self.fs._call_s3("put_object", Bucket=upload.bucket, Key=upload.key, Body=body)
-            del body
+            try:
+                await self.fs._call_s3("put_object", Bucket=upload.bucket, Key=upload.key, Body=body)
+            finally:
+                body.close()
         else:
             if upload.buffered:
                 await self._flush_part(upload)
