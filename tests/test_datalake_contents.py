@@ -352,6 +352,30 @@ async def test_a_moved_in_folder_stays_when_its_last_file_moves_out(api, world, 
 
 
 @on_server_loop
+async def test_nothing_is_written_below_a_bucket_file(api, world, jp_root_dir):
+    """Found by the differential test: a save, new folder, upload or move to ``f.txt/x`` made the
+    file ``f.txt`` a folder that hid it in every listing (home cannot write there): now 400."""
+    d = world.unique("below")
+    text = {"type": "file", "format": "text", "content": "x"}
+    await api("PUT", f"{OWN}/{d}/f.txt", text)
+    (jp_root_dir / f"{d}.txt").write_text("home")
+    chunk = {**text, "format": "base64", "content": base64.b64encode(b"abc").decode(), "chunk": 1}
+    for method, path, body in [
+        ("PUT", f"{OWN}/{d}/f.txt/new.txt", text),
+        ("PUT", f"{OWN}/{d}/f.txt/deeper/new.txt", text),
+        ("PUT", f"{OWN}/{d}/f.txt/folder", {"type": "directory"}),
+        ("PUT", f"{OWN}/{d}/f.txt/up.bin", chunk),
+        ("PATCH", f"{d}.txt", {"path": f"{OWN}/{d}/f.txt/moved.txt"}),
+    ]:
+        code, m = await api(method, path, body)
+        assert code == 400, (method, path, code, m)
+    assert keys(world, OWN_BUCKET, f"{d}/") == {f"{d}/f.txt"}
+    code, m = await api("GET", f"{OWN}/{d}", content=1)
+    assert names(m) == {"f.txt": "file"}
+    assert (jp_root_dir / f"{d}.txt").read_text() == "home"
+
+
+@on_server_loop
 async def test_move_between_buckets_and_scratch(api, world, tmp_path):
     d = world.unique("b2b")
     await api("PUT", f"{OWN}/{d}/x/1.txt", {"type": "file", "format": "text", "content": "1"})
