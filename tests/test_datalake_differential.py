@@ -549,6 +549,15 @@ def run_differential(ours, oracle: PlainServer, loop, examples: int, steps: int,
     print(f"differential test: seed {chosen}, {done()}")
 
 
+#: examples and steps per seed on moto and on Ceph RGW; DIFFERENTIAL_EXAMPLES / DIFFERENTIAL_STEPS set both
+BUDGET = {"moto": (8, 15), "ceph": (3, 12)}
+_RAISED = [int(os.environ.get(f"DIFFERENTIAL_{k}") or 0) for k in ("EXAMPLES", "STEPS")]
+#: a hang guard, not a time limit: the suite's 300 s timeout cut runs in their middle on a loaded
+#: machine (two cores shared by several test runs: ~2 s a step); here 10 s a step, at least 30 min
+TIMEOUT = max(1800, 10 * max(_RAISED[0], 8) * max(_RAISED[1], 15))
+
+
+@pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("fixed", [True, False], ids=["fixed-seed", "random-seed"])
 def test_a_bucket_behaves_like_a_posix_folder(fixed, world, jp_fetch, jp_asyncio_loop, plain_server):
     async def ours(method, url_path, body, params):
@@ -562,7 +571,6 @@ def test_a_bucket_behaves_like_a_posix_folder(fixed, world, jp_fetch, jp_asyncio
 
     # moto: up to 8 x 15 steps per seed (~240 in all, about a minute on a free machine);
     # Ceph RGW: a smaller budget. DIFFERENTIAL_EXAMPLES / DIFFERENTIAL_STEPS change it.
-    examples, steps = (8, 15) if world.site.kind == "moto" else (3, 12)
-    examples = int(os.environ.get("DIFFERENTIAL_EXAMPLES", examples))
-    steps = int(os.environ.get("DIFFERENTIAL_STEPS", steps))
+    examples, steps = BUDGET["moto" if world.site.kind == "moto" else "ceph"]
+    examples, steps = _RAISED[0] or examples, _RAISED[1] or steps
     run_differential(ours, plain_server, jp_asyncio_loop, examples, steps, fixed)
