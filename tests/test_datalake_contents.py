@@ -258,6 +258,23 @@ async def test_copy_file_and_folder_in_a_bucket(api, world):
 
 
 @on_server_loop
+async def test_a_copied_notebook_has_its_first_checkpoint(api, world, jp_root_dir):
+    """Found by the differential test: jupyter-server copies a notebook by saving it, so the copy
+    has a checkpoint ("revert" works at once); our byte copies had none, in a bucket and in home."""
+    d = world.unique("cpnb")
+    await api("PUT", f"{OWN}/{d}/n.ipynb", {"type": "notebook", "content": NOTEBOOK})
+    await api("PUT", f"{OWN}/{d}/t.txt", {"type": "file", "format": "text", "content": "t"})
+    (jp_root_dir / d).mkdir()
+    for src, into in [(f"{OWN}/{d}/n.ipynb", f"{OWN}/{d}"), (f"{OWN}/{d}/n.ipynb", d), (f"{d}/n.ipynb", d)]:
+        code, m = await api("POST", into, {"copy_from": src})
+        assert code == 201 and m["type"] == "notebook", m
+        code, cps = await api("GET", f"{m['path']}/checkpoints")
+        assert code == 200 and [c["id"] for c in cps] == ["checkpoint"], (m["path"], cps)
+    code, m = await api("POST", f"{OWN}/{d}", {"copy_from": f"{OWN}/{d}/t.txt"})
+    assert code == 201 and (await api("GET", f"{m['path']}/checkpoints"))[1] == []  # files: none
+
+
+@on_server_loop
 async def test_mount_roots_cannot_be_deleted_or_renamed(api):
     for method, body in (("DELETE", None), ("PATCH", {"path": "datalake_renamed"})):
         code, m = await api(method, OWN, body)

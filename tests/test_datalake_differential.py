@@ -63,7 +63,8 @@ RULES = {
     "purpose (docs/notebook-extension.md): an oracle 500 must be a 4xx of ours, never a 2xx [agree].",
     "copy-bytes": "a copy is a byte copy (server-side CopyObject in S3): a '.ipynb' that is no "
     "valid notebook is copied, where jupyter-server's copy reads it as a notebook and answers 400 "
-    "('Unreadable Notebook', 'not UTF-8 encoded'); the oracle then gets the same bytes by a save [copy].",
+    "('Unreadable Notebook', 'not UTF-8 encoded'); the oracle then gets the same bytes by a save, "
+    "and the first checkpoint every copied notebook gets [copy].",
     "lone-last-chunk": "ours answers 409 to a last chunk (-1) with no upload in progress, where "
     "jupyter-server appends it to whatever is there: an upload whose first chunks were lost (expired, "
     "server restarted) would be stored as its last chunk only. JupyterLab never sends -1 alone (a "
@@ -423,6 +424,8 @@ class BucketVsPosix(RuleBasedStateMachine):
             _, raw = self._call("oracle", "GET", self.path("oracle", src), type="file", format="base64")
             body = {"type": "file", "format": "base64", "content": raw["content"]}
             code, _ = self._call("oracle", "PUT", self.path("oracle", dst), body)
+            assert code == 201, code
+            code, _ = self._call("oracle", "POST", self.path("oracle", dst), suffix="/checkpoints")
             assert code == 201, code
 
     def _drop_oracle_checkpoints(self, api_dir: str) -> None:

@@ -882,7 +882,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         self._check_home_name(dst)
         await self._transfer(src, dst, move=False)
         self.emit(data={"action": "copy", "path": dst.api_path, "source_path": src.api_path})
-        return await self.get(dst.api_path, content=False)
+        model = await self.get(dst.api_path, content=False)
+        # jupyter-server copies a notebook by saving it, and a saved notebook gets its first checkpoint
+        if model["type"] == "notebook" and not await self.list_checkpoints(dst.api_path):
+            await self.create_checkpoint(dst.api_path)
+        return model
 
     # -- checkpoints -----------------------------------------------------------------------------
 
