@@ -393,6 +393,37 @@ async def test_nothing_is_written_below_a_bucket_file(api, world, jp_root_dir):
 
 
 @on_server_loop
+async def test_checkpoints_follow_moves_between_home_and_buckets(api, world, jp_root_dir):
+    """Found by the differential test: a file or folder moved between home and a bucket lost its
+    files' checkpoints, where jupyter-server's rename takes them along ("revert" still works)."""
+    d = world.unique("ckmove")
+    text = lambda t: {"type": "file", "format": "text", "content": t}  # noqa: E731
+    await api("PUT", f"{OWN}/{d}", {"type": "directory"})
+    await api("PUT", f"{OWN}/{d}/f.txt", text("checkpointed"))
+    await api("POST", f"{OWN}/{d}/f.txt/checkpoints")
+    await api("PUT", f"{OWN}/{d}/f.txt", text("changed"))
+    (jp_root_dir / d / "sub").mkdir(parents=True)
+    moves = [  # a file bucket -> home -> bucket -> home, then its folder to the bucket and back
+        (f"{OWN}/{d}/f.txt", f"{d}/f.txt"),
+        (f"{d}/f.txt", f"{OWN}/{d}/g.txt"),
+        (f"{OWN}/{d}/g.txt", f"{d}/sub/h.txt"),
+        (f"{d}/sub", f"{OWN}/{d}/sub"),
+        (f"{OWN}/{d}/sub", f"{d}/back"),
+    ]
+    for src, dst in moves:
+        code, m = await api("PATCH", src, {"path": dst})
+        assert code == 200, (src, dst, m)
+        name = dst if not dst.endswith(("sub", "back")) else f"{dst}/h.txt"
+        code, cps = await api("GET", f"{name}/checkpoints")
+        assert code == 200 and [c["id"] for c in cps] == ["checkpoint"], (src, dst, cps)
+    assert keys(world, OWN_BUCKET, f".valeria_checkpoints/{d}/") == set()  # none left behind
+    left = list((jp_root_dir / d).rglob("*-checkpoint*"))
+    assert left == [jp_root_dir / d / "back" / ".ipynb_checkpoints" / "h-checkpoint.txt"]
+    code, _ = await api("POST", f"{d}/back/h.txt/checkpoints/checkpoint")
+    assert code == 204 and (jp_root_dir / d / "back" / "h.txt").read_text() == "checkpointed"
+
+
+@on_server_loop
 async def test_move_between_buckets_and_scratch(api, world, tmp_path):
     d = world.unique("b2b")
     await api("PUT", f"{OWN}/{d}/x/1.txt", {"type": "file", "format": "text", "content": "1"})

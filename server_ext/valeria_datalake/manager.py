@@ -807,6 +807,8 @@ class DatalakeContentsManager(AsyncContentsManager):
                     move=move,
                     concurrency=self.transfer_concurrency,
                     inline_limit=self.transfer_inline_limit,
+                    # within one bucket they follow below (server-side copies of the whole prefix)
+                    checkpoints=move and not (dst_bucket is not None and dst.bucket == src.bucket),
                     log=self.log,
                 )
             except FileNotFoundError:
