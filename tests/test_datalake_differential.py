@@ -20,6 +20,8 @@ spaces, unicode in NFC and NFD, case variants, dots, ``=`` partitions and long n
 Where S3 and POSIX must differ, the rule is written ONCE, in ``RULES`` below, with its reason, and
 the comparison applies it. Budget: moto a few hundred steps (a fixed seed, then a random one
 printed on failure; ``DIFFERENTIAL_SEED=<n>`` replays one); Ceph RGW a smaller budget.
+``DIFFERENTIAL_EXAMPLES`` / ``DIFFERENTIAL_STEPS`` raise it for a hunt (examples per seed, most
+steps per example); each run prints how many it ran, and its hang guard grows with the budget.
 """
 
 from __future__ import annotations
