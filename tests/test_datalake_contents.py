@@ -257,6 +257,23 @@ async def test_copy_file_and_folder_in_a_bucket(api, world):
 
 
 @on_server_loop
+async def test_a_copied_notebook_has_its_first_checkpoint(api, world, jp_root_dir):
+    """Found by the differential test: jupyter-server copies a notebook by saving it, so the copy
+    has a checkpoint ("revert" works at once); our byte copies had none, in a bucket and in home."""
+    d = world.unique("cpnb")
+    await api("PUT", f"{OWN}/{d}/n.ipynb", {"type": "notebook", "content": NOTEBOOK})
+    await api("PUT", f"{OWN}/{d}/t.txt", {"type": "file", "format": "text", "content": "t"})
+    (jp_root_dir / d).mkdir()
+    for src, into in [(f"{OWN}/{d}/n.ipynb", f"{OWN}/{d}"), (f"{OWN}/{d}/n.ipynb", d), (f"{d}/n.ipynb", d)]:
+        code, m = await api("POST", into, {"copy_from": src})
+        assert code == 201 and m["type"] == "notebook", m
+        code, cps = await api("GET", f"{m['path']}/checkpoints")
+        assert code == 200 and [c["id"] for c in cps] == ["checkpoint"], (m["path"], cps)
+    code, m = await api("POST", f"{OWN}/{d}", {"copy_from": f"{OWN}/{d}/t.txt"})
+    assert code == 201 and (await api("GET", f"{m['path']}/checkpoints"))[1] == []  # files: none
+
+
+@on_server_loop
 async def test_mount_roots_cannot_be_deleted_or_renamed(api):
     for method, body in (("DELETE", None), ("PATCH", {"path": "datalake_renamed"})):
         code, m = await api(method, OWN, body)
@@ -348,6 +365,61 @@ async def test_a_moved_in_folder_stays_when_its_last_file_moves_out(api, world, 
     assert names(m) == {"inner": "directory"}
     code, m = await api("GET", f"{OWN}/{d}/inner")
     assert code == 200 and m["content"] == [], m
+
+
+@on_server_loop
+async def test_nothing_is_written_below_a_bucket_file(api, world, jp_root_dir):
+    """Found by the differential test: a save, new folder, upload or move to ``f.txt/x`` made the
+    file ``f.txt`` a folder that hid it in every listing (home cannot write there): now 400."""
+    d = world.unique("below")
+    text = {"type": "file", "format": "text", "content": "x"}
+    await api("PUT", f"{OWN}/{d}/f.txt", text)
+    (jp_root_dir / f"{d}.txt").write_text("home")
+    chunk = {**text, "format": "base64", "content": base64.b64encode(b"abc").decode(), "chunk": 1}
+    for method, path, body in [
+        ("PUT", f"{OWN}/{d}/f.txt/new.txt", text),
+        ("PUT", f"{OWN}/{d}/f.txt/deeper/new.txt", text),
+        ("PUT", f"{OWN}/{d}/f.txt/folder", {"type": "directory"}),
+        ("PUT", f"{OWN}/{d}/f.txt/up.bin", chunk),
+        ("PATCH", f"{d}.txt", {"path": f"{OWN}/{d}/f.txt/moved.txt"}),
+    ]:
+        code, m = await api(method, path, body)
+        assert code == 400, (method, path, code, m)
+    assert keys(world, OWN_BUCKET, f"{d}/") == {f"{d}/f.txt"}
+    code, m = await api("GET", f"{OWN}/{d}", content=1)
+    assert names(m) == {"f.txt": "file"}
+    assert (jp_root_dir / f"{d}.txt").read_text() == "home"
+
+
+@on_server_loop
+async def test_checkpoints_follow_moves_between_home_and_buckets(api, world, jp_root_dir):
+    """Found by the differential test: a file or folder moved between home and a bucket lost its
+    files' checkpoints, where jupyter-server's rename takes them along ("revert" still works)."""
+    d = world.unique("ckmove")
+    text = lambda t: {"type": "file", "format": "text", "content": t}  # noqa: E731
+    await api("PUT", f"{OWN}/{d}", {"type": "directory"})
+    await api("PUT", f"{OWN}/{d}/f.txt", text("checkpointed"))
+    await api("POST", f"{OWN}/{d}/f.txt/checkpoints")
+    await api("PUT", f"{OWN}/{d}/f.txt", text("changed"))
+    (jp_root_dir / d / "sub").mkdir(parents=True)
+    moves = [  # a file bucket -> home -> bucket -> home, then its folder to the bucket and back
+        (f"{OWN}/{d}/f.txt", f"{d}/f.txt"),
+        (f"{d}/f.txt", f"{OWN}/{d}/g.txt"),
+        (f"{OWN}/{d}/g.txt", f"{d}/sub/h.txt"),
+        (f"{d}/sub", f"{OWN}/{d}/sub"),
+        (f"{OWN}/{d}/sub", f"{d}/back"),
+    ]
+    for src, dst in moves:
+        code, m = await api("PATCH", src, {"path": dst})
+        assert code == 200, (src, dst, m)
+        name = dst if not dst.endswith(("sub", "back")) else f"{dst}/h.txt"
+        code, cps = await api("GET", f"{name}/checkpoints")
+        assert code == 200 and [c["id"] for c in cps] == ["checkpoint"], (src, dst, cps)
+    assert keys(world, OWN_BUCKET, f".valeria_checkpoints/{d}/") == set()  # none left behind
+    left = list((jp_root_dir / d).rglob("*-checkpoint*"))
+    assert left == [jp_root_dir / d / "back" / ".ipynb_checkpoints" / "h-checkpoint.txt"]
+    code, _ = await api("POST", f"{d}/back/h.txt/checkpoints/checkpoint")
+    assert code == 204 and (jp_root_dir / d / "back" / "h.txt").read_text() == "checkpointed"
 
 
 @on_server_loop

@@ -20,6 +20,8 @@ spaces, unicode in NFC and NFD, case variants, dots, ``=`` partitions and long n
 Where S3 and POSIX must differ, the rule is written ONCE, in ``RULES`` below, with its reason, and
 the comparison applies it. Budget: moto a few hundred steps (a fixed seed, then a random one
 printed on failure; ``DIFFERENTIAL_SEED=<n>`` replays one); Ceph RGW a smaller budget.
+``DIFFERENTIAL_EXAMPLES`` / ``DIFFERENTIAL_STEPS`` raise it for a hunt (examples per seed, most
+steps per example); each run prints how many it ran, and its hang guard grows with the budget.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ RULES = {
     "purpose (docs/notebook-extension.md): an oracle 500 must be a 4xx of ours, never a 2xx [agree].",
     "copy-bytes": "a copy is a byte copy (server-side CopyObject in S3): a '.ipynb' that is no "
     "valid notebook is copied, where jupyter-server's copy reads it as a notebook and answers 400 "
-    "('Unreadable Notebook', 'not UTF-8 encoded'); the oracle then gets the same bytes by a save [copy].",
+    "('Unreadable Notebook', 'not UTF-8 encoded'); the oracle then gets the same bytes by a save, "
+    "and the first checkpoint every copied notebook gets [copy].",
     "lone-last-chunk": "ours answers 409 to a last chunk (-1) with no upload in progress, where "
     "jupyter-server appends it to whatever is there: an upload whose first chunks were lost (expired, "
     "server restarted) would be stored as its last chunk only. JupyterLab never sends -1 alone (a "
@@ -73,6 +76,10 @@ RULES = {
     "copy-into-itself": "copying a folder into itself or below it: ours answers 400, as `cp -r a "
     "a/b` refuses; jupyter-server copies one level into itself (201, its copytree lists the folder "
     "first) and fails deeper with 500 (copytree recurses into the copy). Only ours is asked [copy].",
+    "implicit-folders": "a save or move into a missing bucket folder creates it, as every S3 "
+    "client does (a key makes its prefixes; API clients and our own tests write 'a/b/c.csv' at "
+    "once), where home answers 404 and jupyter-server 500. New names are therefore only drawn "
+    "in existing folders, or below a file, where both refuse [new_place].",
     "error-text": "4xx messages name the path as each server sees it: only the status class (2xx, "
     "4xx) is compared, never the message [agree].",
 }
@@ -242,9 +249,12 @@ class BucketVsPosix(RuleBasedStateMachine):
     oracle: PlainServer = None  # type: ignore[assignment]
     loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
     log: list[str] = []
+    #: examples and steps run so far (printed at the end: how much the run explored)
+    counts: dict[str, int] = {}
 
     def __init__(self) -> None:
         super().__init__()
+        self.counts["examples"] = self.counts.get("examples", 0) + 1
         run = f"diff-{uuid.uuid4().hex[:8]}"
         #: the two roots on each side: index 0 main, 1 away
         self.roots = {"ours": (f"{OWN}/{run}", f"{run}-away"), "oracle": (run, f"{run}-away")}
@@ -307,8 +317,10 @@ class BucketVsPosix(RuleBasedStateMachine):
         return results
 
     def agree(self, op: str, where, results) -> None:
-        """Same status class (RULES: error-text); the same model fields for a 2xx answer."""
+        """Never a 5xx of ours; the same status class (RULES: error-text); the same model fields
+        for a 2xx answer."""
         (c1, m1), (c2, m2) = results["ours"], results["oracle"]
+        assert c1 < 500, self._why(op, where, f"ours answered {c1} (never a bug of the client): {m1!r}")
         if c2 == 500 and 400 <= c1 < 500:  # RULES: oracle-500
             return
         assert c1 // 100 == c2 // 100, self._why(
@@ -332,7 +344,12 @@ class BucketVsPosix(RuleBasedStateMachine):
         return data.draw(st.sampled_from(sorted(pool)))
 
     def new_place(self, data, name_suffix: str = "") -> tuple[int, str]:
-        parent = data.draw(st.sampled_from(sorted(self.dirs)))
+        """A new name in an existing folder; one time in ten below a file, where both must refuse.
+        Never in a missing folder (RULES: implicit-folders)."""
+        parents = sorted(self.dirs)
+        if self.files and data.draw(st.integers(0, 9)) == 0:
+            parents = sorted(self.files)
+        parent = data.draw(st.sampled_from(parents))
         name = data.draw(st.sampled_from(NAMES)) + name_suffix
         return parent[0], f"{parent[1]}/{name}" if parent[1] else name
 
@@ -410,6 +427,8 @@ class BucketVsPosix(RuleBasedStateMachine):
             body = {"type": "file", "format": "base64", "content": raw["content"]}
             code, _ = self._call("oracle", "PUT", self.path("oracle", dst), body)
             assert code == 201, code
+            code, _ = self._call("oracle", "POST", self.path("oracle", dst), suffix="/checkpoints")
+            assert code == 201, code
 
     def _drop_oracle_checkpoints(self, api_dir: str) -> None:
         _, listing = self._call("oracle", "GET", api_dir, content=1)
@@ -457,6 +476,7 @@ class BucketVsPosix(RuleBasedStateMachine):
 
     @invariant()
     def trees_agree(self):
+        self.counts["steps"] = self.counts.get("steps", 0) + 1  # the first is __init__'s check
         dirs, files = [], []
         for index in (0, 1):
             self._walk(index, "", dirs, files)
@@ -506,6 +526,7 @@ def run_differential(ours, oracle: PlainServer, loop, examples: int, steps: int,
         pass
 
     Machine.ours, Machine.oracle, Machine.loop, Machine.log = staticmethod(ours), oracle, loop, []
+    Machine.counts = counts = {"examples": 0, "steps": 0}
     options = settings(
         max_examples=examples,
         stateful_step_count=steps,
@@ -518,18 +539,30 @@ def run_differential(ours, oracle: PlainServer, loop, examples: int, steps: int,
         # against real servers would take minutes
         phases=[Phase.explicit, Phase.generate],
     )
+    done = lambda: f"{counts['examples']} examples, {counts['steps'] - counts['examples']} steps"  # noqa: E731
     if fixed:
         run_state_machine_as_test(Machine, settings=options)
+        print(f"differential test: fixed seed, {done()}")
         return
     chosen = int(os.environ.get("DIFFERENTIAL_SEED") or random.randrange(2**32))
     print(f"differential test: random seed {chosen} (replay with DIFFERENTIAL_SEED={chosen})")
     try:
         run_state_machine_as_test(seed(chosen)(Machine), settings=options)
     except BaseException:
-        print(f"differential test FAILED with seed {chosen}: DIFFERENTIAL_SEED={chosen}")
+        print(f"differential test FAILED with seed {chosen} after {done()}: DIFFERENTIAL_SEED={chosen}")
         raise
+    print(f"differential test: seed {chosen}, {done()}")
 
 
+#: examples and steps per seed on moto and on Ceph RGW; DIFFERENTIAL_EXAMPLES / DIFFERENTIAL_STEPS set both
+BUDGET = {"moto": (8, 15), "ceph": (3, 12)}
+_RAISED = [int(os.environ.get(f"DIFFERENTIAL_{k}") or 0) for k in ("EXAMPLES", "STEPS")]
+#: a hang guard, not a time limit: the suite's 300 s timeout cut runs in their middle on a loaded
+#: machine (two cores shared by several test runs: ~2 s a step); here 10 s a step, at least 30 min
+TIMEOUT = max(1800, 10 * max(_RAISED[0], 8) * max(_RAISED[1], 15))
+
+
+@pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("fixed", [True, False], ids=["fixed-seed", "random-seed"])
 def test_a_bucket_behaves_like_a_posix_folder(fixed, world, jp_fetch, jp_asyncio_loop, plain_server):
     async def ours(method, url_path, body, params):
@@ -543,7 +576,6 @@ def test_a_bucket_behaves_like_a_posix_folder(fixed, world, jp_fetch, jp_asyncio
 
     # moto: up to 8 x 15 steps per seed (~240 in all, about a minute on a free machine);
     # Ceph RGW: a smaller budget. DIFFERENTIAL_EXAMPLES / DIFFERENTIAL_STEPS change it.
-    examples, steps = (8, 15) if world.site.kind == "moto" else (3, 12)
-    examples = int(os.environ.get("DIFFERENTIAL_EXAMPLES", examples))
-    steps = int(os.environ.get("DIFFERENTIAL_STEPS", steps))
+    examples, steps = BUDGET["moto" if world.site.kind == "moto" else "ceph"]
+    examples, steps = _RAISED[0] or examples, _RAISED[1] or steps
     run_differential(ours, plain_server, jp_asyncio_loop, examples, steps, fixed)

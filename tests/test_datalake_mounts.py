@@ -10,7 +10,7 @@ import json
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
 
-from tests.fixtures.s3 import NOTEBOOK, OWN_BUCKET, World, datalake_server_config, on_server_loop
+from tests.fixtures.s3 import OWN_BUCKET, World, datalake_server_config, on_server_loop
 
 OWN = f"datalake_{OWN_BUCKET}"
 CK = ".valeria_checkpoints/"
@@ -42,25 +42,6 @@ async def test_the_checkpoints_class_routes_to_each_mount(jp_serverapp):
     cm = jp_serverapp.contents_manager
     assert isinstance(cm.checkpoints, DatalakeCheckpoints)
     assert cm.checkpoints_class is DatalakeCheckpoints
-
-
-@on_server_loop
-async def test_a_file_moved_to_another_mount_leaves_no_checkpoint_behind(api, world, jp_fetch, jp_root_dir):
-    d = world.unique("ckmove")
-    (jp_root_dir / d).mkdir()
-    await api("PUT", f"{d}/nb.ipynb", {"type": "notebook", "content": NOTEBOOK})
-    await checkpoint(jp_fetch, f"{d}/nb.ipynb")
-    home_ck = jp_root_dir / d / ".ipynb_checkpoints" / "nb-checkpoint.ipynb"
-    assert home_ck.exists()
-    code, m = await api("PATCH", f"{d}/nb.ipynb", {"path": f"{OWN}/{d}/nb.ipynb"})
-    assert code == 200, m
-    assert not home_ck.exists()  # dropped with the file, as a delete would
-    await checkpoint(jp_fetch, f"{OWN}/{d}/nb.ipynb")
-    assert f"{CK}{d}/nb.ipynb" in keys(world, f"{CK}{d}/")
-    code, m = await api("PATCH", f"{OWN}/{d}/nb.ipynb", {"path": f"{d}/back.ipynb"})
-    assert code == 200, m
-    assert keys(world, f"{CK}{d}/") == set()
-    assert (jp_root_dir / d / "back.ipynb").exists()
 
 
 @on_server_loop

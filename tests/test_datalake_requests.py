@@ -344,8 +344,10 @@ async def test_chunked_upload_costs_one_upload_part_per_part_and_at_most_one_hea
     HeadObject per 1 MiB chunk (257 for 256 MiB), and one more for the last chunk's model."""
     size, part = 20 * 1024 * 1024 + 5, 8 * 1024 * 1024  # part: upload_part_size's default
     data = os.urandom(size)
-    path = f"{OWN}/{moto_world.unique('chunks')}/data.bin"
-    await api("GET", OWN)
+    folder = f"{OWN}/{moto_world.unique('chunks')}"
+    path = f"{folder}/data.bin"
+    await api("PUT", folder, {"type": "directory"})
+    await api("GET", folder)  # JupyterLab shows the folder it uploads into: its listing is cached
     moto_world.site.counter.reset()
     sent = 0
     for body in upload_models(path, data):

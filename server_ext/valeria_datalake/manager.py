@@ -3,8 +3,9 @@
 A thin router. It splits an API path into a mount and a path inside it (``paths.PathRouter``),
 picks the mount (``mounts/``: ``PosixMount`` for home and scratch, one ``BucketMount`` per bucket)
 and delegates. What it owns itself: the virtual root listing, the rules every mount shares (a
-mount's own folder cannot be written, deleted or moved; a save or move into a POSIX folder needs
-its parent), and moves and copies between mounts (``mounts/moves.py`` on the ``transfer`` engine).
+mount's own folder cannot be written, deleted or moved; a move asks the destination mount whether
+its folder can hold the name, ``Mount.check_parent``), and moves and copies between mounts
+(``mounts/moves.py`` on the ``transfer`` engine).
 Checkpoints go through ``checkpoints_class`` (``mounts/checkpoints.DatalakeCheckpoints``) and
 jupyter-server's own ``delete``/``rename`` template methods.
 """
@@ -334,13 +335,6 @@ class DatalakeContentsManager(AsyncContentsManager):
         if loc.is_mount_root:
             raise HTTPError(status, f"Cannot {action} a datalake mount: {loc.api_path or '/'}")
 
-    @staticmethod
-    async def _require_parent(mount: Mount, loc: Location) -> None:
-        """A save or move into a POSIX folder needs the folder (jupyter-server would say 500)."""
-        parent = loc.inner.rpartition("/")[0]
-        if mount.needs_parent_folder and parent and not await mount.dir_exists(parent):
-            raise HTTPError(404, f"No such directory: {loc.api_path.rpartition('/')[0]}")
-
     # -- existence -------------------------------------------------------------------------------
 
     async def dir_exists(self, path: str) -> bool:
@@ -406,8 +400,7 @@ class DatalakeContentsManager(AsyncContentsManager):
         self._refuse_mount_root(loc, "save over")
         mount = await self._mount(loc)
         mount.check_name(loc.inner)
-        await self._require_parent(mount, loc)
-        saved = await mount.save(model, loc.inner)
+        saved = await mount.save(model, loc.inner)  # the mount checks the parent folder
         self.emit(data={"action": "save", "path": loc.api_path})
         return saved
 
@@ -430,7 +423,7 @@ class DatalakeContentsManager(AsyncContentsManager):
             return
         if dst.api_path.startswith(src.api_path + "/"):
             raise HTTPError(400, f"Cannot move a folder into itself: {dst.api_path}")
-        await self._require_parent(dst_mount, dst)
+        await dst_mount.check_parent(dst.inner)
         src_mount = await self._mount(src)
         if src.same_mount(dst):
             await src_mount.rename(src.inner, dst.inner)
@@ -458,7 +451,11 @@ class DatalakeContentsManager(AsyncContentsManager):
         dst_mount.check_name(dst.inner)
         await move_or_copy(await self._mount(src), src.inner, dst_mount, dst.inner, move=False, config=self)
         self.emit(data={"action": "copy", "path": dst.api_path, "source_path": src.api_path})
-        return await self.get(dst.api_path, content=False)
+        model = await self.get(dst.api_path, content=False)
+        # jupyter-server copies a notebook by saving it, and a saved notebook gets its first checkpoint
+        if model["type"] == "notebook" and not await self.list_checkpoints(dst.api_path):
+            await self.create_checkpoint(dst.api_path)
+        return model
 
     # -- kernels ---------------------------------------------------------------------------------
 

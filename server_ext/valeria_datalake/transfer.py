@@ -14,9 +14,11 @@ Every transfer has the same shape, whatever the two sides are:
    ``O_EXCL``: a link planted in the destination is never followed, an existing file never
    overwritten;
 3. verify: every destination file exists with the source's size (one listing for S3);
-4. only then, for a move, delete the source entries that were copied and are unchanged since the
-   scan (same ETag and size in S3, same size and mtime on disk). An entry a collaborator changed
-   meanwhile stays, and the caller is told (:class:`SourceChanged`).
+4. only then, for a move, take the files' checkpoints along (``checkpoints=True``: as
+   jupyter-server's rename does; best effort, one at a time) and delete the source entries that
+   were copied and are unchanged since the scan (same ETag and size in S3, same size and mtime on
+   disk). An entry a collaborator changed meanwhile stays, and the caller is told
+   (:class:`SourceChanged`).
 
 Any failure in 1-3 removes what this transfer wrote at the destination, and nothing else
 (someone else may have written there meanwhile), and leaves the source untouched. Nested
@@ -27,6 +29,7 @@ for a move, could delete from) a tree outside the folder the user picked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -41,6 +44,7 @@ from .metrics import counted_transfer
 from .paths import MAX_KEY_BYTES, MAX_NAME_BYTES, key_problem
 from .posix import PosixRoot
 from .s3.backend import S3Bucket, run_bounded
+from .s3.checkpoints import CHECKPOINT_ID, checkpoint_key
 from .s3.models import FOLDER_MARKER, is_marker
 
 #: files up to this size go through memory in one request; bigger ones are streamed
@@ -50,6 +54,7 @@ STREAM_CHUNK = 8 * 1024 * 1024
 POSIX_CHECKPOINT_DIR = ".ipynb_checkpoints"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHECKPOINT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -67,6 +72,17 @@ class Tree:
 
 def _join(a: str, b: str) -> str:
     return f"{a}/{b}" if a and b else (a or b)
+
+
+def _checkpoint_name(name: str) -> str:
+    """jupyter-server's FileCheckpoints name of a file's checkpoint, in ``.ipynb_checkpoints`` beside it."""
+    base, ext = os.path.splitext(name)
+    return f"{base}-{CHECKPOINT_ID}{ext}"
+
+
+def _posix_checkpoint(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, POSIX_CHECKPOINT_DIR, _checkpoint_name(name))
 
 
 class PosixSide:
@@ -198,6 +214,37 @@ class PosixSide:
 
         await asyncio.to_thread(run)
 
+    async def checkpointed(self, tree: Tree) -> list[str]:
+        """The files of ``tree`` that have a checkpoint."""
+        return await asyncio.to_thread(
+            lambda: [rel for rel, _ in tree.files if os.path.isfile(_posix_checkpoint(self.path(rel)))]
+        )
+
+    async def read_checkpoint(self, rel: str) -> bytes:
+        return await asyncio.to_thread(_read, _posix_checkpoint(self.path(rel)))
+
+    async def write_checkpoint(self, rel: str, data: bytes) -> None:
+        """``rel``'s checkpoint, created like the files (through descriptors, never through a link)."""
+
+        def run() -> None:
+            fd, name = self._open_parent(rel)
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(POSIX_CHECKPOINT_DIR, dir_fd=fd)
+                folder = os.open(POSIX_CHECKPOINT_DIR, _DIR_FLAGS, dir_fd=fd)
+            finally:
+                os.close(fd)
+            try:
+                out = os.open(_checkpoint_name(name), _CHECKPOINT_FLAGS, 0o666, dir_fd=folder)
+            finally:
+                os.close(folder)
+            try:
+                _write_all(out, data)
+            finally:
+                os.close(out)
+
+        await asyncio.to_thread(run)
+
     async def remove_source(self, tree: Tree) -> list[str]:
         """Delete the scanned files still as scanned (size, mtime); returns those kept (changed)."""
 
@@ -206,6 +253,8 @@ class PosixSide:
             if tree.kind == "file" or os.path.islink(top):
                 if _stamp(top) == tree.stamps.get(""):
                     os.unlink(top)
+                    with contextlib.suppress(FileNotFoundError):  # a moved file's checkpoint goes too
+                        os.unlink(_posix_checkpoint(top))
                     return []
                 return [self.name("")]
             kept = []
@@ -335,6 +384,24 @@ class S3Side:
             if sizes.get(rel) != size:
                 raise OSError(f"size mismatch after copy: {rel}")
 
+    async def checkpointed(self, tree: Tree) -> list[str]:
+        """The files of ``tree`` that have a checkpoint: one HeadObject, or one listing per 1,000."""
+        if tree.kind == "file":
+            try:
+                await self.bucket.head(checkpoint_key(self.inner))
+                return [""]
+            except FileNotFoundError:
+                return []
+        prefix = checkpoint_key(self.inner + "/")
+        found = {e.key[len(prefix) :] for e in await self.bucket.list_tree(prefix)}
+        return [rel for rel, _ in tree.files if rel in found]
+
+    async def read_checkpoint(self, rel: str) -> bytes:
+        return (await self.bucket.read(checkpoint_key(self.key(rel))))[0]
+
+    async def write_checkpoint(self, rel: str, data: bytes) -> None:
+        await self.bucket.write(checkpoint_key(self.key(rel)), data)
+
     async def remove_source(self, tree: Tree) -> list[str]:
         """Delete the scanned keys still as scanned (ETag, size); returns those kept (changed)."""
         if tree.kind == "file":
@@ -460,6 +527,7 @@ async def transfer(
     move: bool,
     concurrency: int = 8,
     inline_limit: int = INLINE_LIMIT,
+    checkpoints: bool = False,
     log: logging.Logger | None = None,
 ) -> Tree:
     """Copy (and for ``move``, then delete) ``src`` to ``dst``; see the module docstring."""
@@ -486,6 +554,8 @@ async def transfer(
             log.warning("Could not clean up a failed copy at the destination: %s", type(e).__name__)
         raise
     if move:
+        if checkpoints:
+            await carry_checkpoints(src, dst, tree, log)
         try:
             kept = await src.remove_source(tree)
         except Exception as e:
@@ -494,6 +564,17 @@ async def transfer(
         if kept:
             raise SourceChanged(kept)
     return tree
+
+
+async def carry_checkpoints(src: Side, dst: Side, tree: Tree, log: logging.Logger) -> None:
+    """Copy the checkpoints of the moved files to the destination, one at a time (a checkpoint is
+    as big as its file). Best effort: the files themselves are already safe at the destination.
+    Found by the differential test: a notebook moved between home and a bucket lost its checkpoint."""
+    try:
+        for rel in await src.checkpointed(tree):
+            await dst.write_checkpoint(rel, await src.read_checkpoint(rel))
+    except Exception as e:
+        log.warning("Could not take the checkpoints along in a move: %s", type(e).__name__)
 
 
 class SourceNotRemoved(Exception):

@@ -34,8 +34,6 @@ class Mount(ABC):
     api_root: str = ""
     #: False: every write is refused before any request (a bucket shared read-only)
     writable: bool = True
-    #: a save or move into ``a/b`` needs the folder ``a`` to exist (POSIX); in S3 a key makes its folders
-    needs_parent_folder: bool = True
     #: a folder a static file handler serves ``/files/`` from; None: :meth:`open` streams them
     local_root: str | None = None
 
@@ -81,6 +79,10 @@ class Mount(ABC):
     @abstractmethod
     async def rename(self, old: str, new: str) -> None:
         """Move within the mount (checkpoints follow in :meth:`rename_all_checkpoints`)."""
+
+    @abstractmethod
+    async def check_parent(self, inner: str) -> None:
+        """Refuse (4xx) to create ``inner`` where its folder cannot hold it; before any write."""
 
     def check_name(self, inner: str) -> None:
         """Refuse (4xx) a name this mount cannot hold; called before any write."""

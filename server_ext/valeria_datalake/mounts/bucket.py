@@ -47,7 +47,6 @@ class BucketMount(Mount):
     changed setting applies at once), its notary and its pre-save hooks."""
 
     kind = "bucket"
-    needs_parent_folder = False
 
     def __init__(
         self,
@@ -251,8 +250,22 @@ class BucketMount(Mount):
         if await self.bucket.folder_exists(f"{inner}/"):
             raise HTTPError(400, f"A folder of that name exists: {self.api_path(inner)}")
 
+    async def check_parent(self, inner: str) -> None:
+        """A key below a file's name (``f.txt/new.txt``) would turn the file into a folder that hides
+        it in every listing (home cannot write there; jupyter-server says 500): 400. A missing
+        folder is created, as in S3 (differential test RULES: implicit-folders). One ListObjectsV2
+        of one key (none when the parent's listing is cached); a HeadObject per missing ancestor."""
+        parts = inner.split("/")[:-1]
+        with self.errors(inner, "write"):
+            if not parts or await self.bucket.folder_exists("/".join(parts) + "/"):
+                return
+            for i in range(len(parts), 0, -1):
+                if await self._object_exists("/".join(parts[:i])):
+                    raise HTTPError(400, f"A file of that name exists: {self.api_path('/'.join(parts[:i]))}")
+
     async def _save(self, inner: str, model: dict[str, Any]) -> dict[str, Any]:
         api_path = self.api_path(inner)
+        await self.check_parent(inner)
         self.config.run_pre_save_hooks(model=model, path=api_path)
         kind = model["type"]
         if kind == "directory":
@@ -292,6 +305,7 @@ class BucketMount(Mount):
             raise HTTPError(400, f'File type "{model["type"]}" is not supported for large file transfer')
         data = await self._decode_off_loop(model, inner)
         if chunk == 1:
+            await self.check_parent(inner)
             await self._refuse_file_over_folder(inner)
             self.config.run_pre_save_hooks(model=model, path=api_path)
         uploads = await self.s3.uploads()

@@ -34,6 +34,8 @@ async def move_or_copy(
                 move=move,
                 concurrency=config.transfer_concurrency,
                 inline_limit=config.transfer_inline_limit,
+                # within one bucket they follow afterwards (DatalakeCheckpoints.rename_all_checkpoints)
+                checkpoints=move and src.api_root != dst.api_root,
                 log=config.log,
             )
         except FileNotFoundError:

@@ -10,7 +10,7 @@ from tornado.web import HTTPError
 
 from ..posix import PosixRoot
 from ..transfer import PosixSide
-from .base import Mount, join
+from .base import Mount, dotted, join
 
 
 class PosixMount(Mount):
@@ -19,8 +19,6 @@ class PosixMount(Mount):
     ``reserved`` names the top-level entries a mount of the file browser shadows (``scratch``,
     ``datalake_*`` in home): they are hidden here and cannot be written.
     """
-
-    needs_parent_folder = True
 
     def __init__(
         self,
@@ -75,11 +73,21 @@ class PosixMount(Mount):
         return not self._shadowed(inner) and await self.root.dir_exists(inner)
 
     async def is_hidden(self, inner: str) -> bool:
-        return await self.root.is_hidden(inner)
+        try:
+            return await self.root.is_hidden(inner)
+        except NotADirectoryError:  # a path below a file (jupyter-server: 500): hidden by name only
+            return dotted(inner)
 
     # -- writes ----------------------------------------------------------------------------------
 
+    async def check_parent(self, inner: str) -> None:
+        """The folder must exist (jupyter-server would say 500)."""
+        parent = inner.rpartition("/")[0]
+        if parent and not await self.root.dir_exists(parent):
+            raise HTTPError(404, f"No such directory: {self.api_path(parent)}")
+
     async def save(self, model, inner):
+        await self.check_parent(inner)
         return self._rebase(await self.root.save(model, inner))
 
     async def delete(self, inner: str) -> None:
