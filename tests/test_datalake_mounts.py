@@ -9,6 +9,7 @@ import json
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
+from tornado.httpclient import HTTPClientError
 
 from tests.fixtures.s3 import OWN_BUCKET, World, datalake_server_config, on_server_loop
 
@@ -58,3 +59,14 @@ async def test_renaming_a_bucket_file_moves_its_checkpoint_and_no_sibling(api, w
     assert keys(world, f"{CK}{d}/") == {f"{CK}{d}/renamed", f"{CK}{d}/nb.d/inner"}
     r = await jp_fetch("api", "contents", f"{OWN}/{d}/renamed", "checkpoints", method="GET")
     assert [c["id"] for c in json.loads(r.body)] == ["checkpoint"]
+
+
+@on_server_loop
+async def test_restoring_a_missing_checkpoint_is_a_404_in_home_too(api, world, jp_fetch, jp_root_dir):
+    d = world.unique("cknone")
+    (jp_root_dir / d).mkdir()
+    for path in (f"{d}/f.txt", f"{OWN}/{d}/f.txt"):
+        await api("PUT", path, {"type": "file", "format": "text", "content": "x"})
+        with pytest.raises(HTTPClientError) as e:  # jupyter-server's own file checkpoints: 500
+            await jp_fetch("api", "contents", path, "checkpoints", "checkpoint", method="POST", body="")
+        assert e.value.code == 404, path

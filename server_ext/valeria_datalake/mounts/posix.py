@@ -116,7 +116,13 @@ class PosixMount(Mount):
         return await self._checkpoint_call(inner, lambda: self.root.list_checkpoints(inner))
 
     async def restore_checkpoint(self, checkpoint_id, inner):
-        return await self._checkpoint_call(inner, lambda: self.root.restore_checkpoint(checkpoint_id, inner))
+        async def restore() -> None:
+            # jupyter-server copies the checkpoint without looking: a missing one was a 500
+            if checkpoint_id not in [c["id"] for c in await self.root.list_checkpoints(inner)]:
+                raise FileNotFoundError(checkpoint_id)
+            await self.root.restore_checkpoint(checkpoint_id, inner)
+
+        return await self._checkpoint_call(inner, restore)
 
     async def delete_checkpoint(self, checkpoint_id, inner):
         return await self._checkpoint_call(inner, lambda: self.root.delete_checkpoint(checkpoint_id, inner))
