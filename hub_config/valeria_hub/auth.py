@@ -4,8 +4,11 @@
   TLS verified (optional CA bundle), retried on the next request if Keycloak was down.
 - Proactive refresh: oauthenticator's own `refresh_user` only refreshes after userinfo answers
   4xx; this one refreshes with the refresh-token grant whenever the access token is within
-  `refresh_margin` seconds of expiry (and before every spawn: `refresh_pre_spawn`). A refused
-  refresh (revoked or expired refresh token) returns False: the user must log in again.
+  `refresh_margin` (plus a per-token jitter) seconds of expiry; a spawn refreshes only a token that
+  would not outlive its Vault login (`spawn_token_validity`). A refused refresh (revoked or expired
+  refresh token) returns False: the user must log in again. A refresh that fails because Keycloak
+  is slow or down keeps the user on the still-valid token (tried again on a later request); only
+  an expired token whose refresh fails is a 503.
 - Logout ends the Keycloak session: end-session endpoint with `id_token_hint`.
 - A hub user name is bound to the OIDC subject (`sub`) that first logged in with it: the auth
   state keeps `sub` (also after logout, without the tokens), and a login or refresh whose `sub`
@@ -31,7 +34,7 @@ from traitlets import Bool, Dict, Integer, Set, Unicode, default
 
 from .audit import audited_login, remember_login_name
 from .errors import SpawnRefused
-from .metrics import counted_refresh, timed_keycloak_fetch
+from .metrics import TOKEN_REFRESHES, counted_refresh, timed_keycloak_fetch
 from .oidc import DiscoveryError, discovery_url, parse_discovery
 
 # JupyterHub 6.1 bug: BaseHandler.refresh_auth reads self._token_authenticated, which is only set
@@ -111,7 +114,24 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     refresh_margin = Integer(
         60,
         config=True,
-        help="Refresh the access token when it expires within this many seconds.",
+        help="Refresh the access token when it expires within this many seconds (plus the token's "
+        "jitter). JupyterHub asks at most every `auth_refresh_age` seconds, so a margin above "
+        "auth_refresh_age leaves room to try again when Keycloak failed to answer once.",
+    )
+    refresh_jitter = Integer(
+        30,
+        config=True,
+        help="Spread refreshes: each access token is refreshed at its own moment between "
+        "refresh_margin and refresh_margin + refresh_jitter seconds before it expires (derived from "
+        "the token, so stable across requests). A class that logged in in the same minute would "
+        "otherwise refresh in the same minute. 0: no spread.",
+    )
+    spawn_token_validity = Integer(
+        60,
+        config=True,
+        help="A spawn refreshes the access token only if it expires within this many seconds: Vault "
+        "checks the token once, at the JWT login, so it only has to outlive that login (retries "
+        "included). A token refreshed a moment ago by JupyterHub's pre-spawn refresh is used as it is.",
     )
     end_session = Bool(True, config=True, help="Also end the Keycloak session when a user logs out.")
     hub_admin_groups = Set(
@@ -261,12 +281,27 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         groups = await super().get_user_groups(auth_state)
         return {g for g in groups if isinstance(g, str)}
 
-    def token_is_fresh(self, auth_state: dict | None) -> bool:
-        """True if the stored access token is valid for more than refresh_margin seconds."""
+    @staticmethod
+    def token_validity(auth_state: dict | None) -> float:
+        """Seconds the stored access token is still valid (0 or less: expired or none)."""
         if not auth_state or not auth_state.get("access_token"):
-            return False
+            return 0.0
         expires_at = auth_state.get("expires_at") or _jwt_exp(auth_state.get("access_token"))
-        return bool(expires_at) and time.time() < float(expires_at) - self.refresh_margin
+        return float(expires_at) - time.time() if expires_at else 0.0
+
+    def _jitter(self, access_token: str) -> float:
+        """This token's share of refresh_jitter, in [0, refresh_jitter), the same on every call."""
+        if self.refresh_jitter <= 0:
+            return 0.0
+        digest = hashlib.sha256(access_token.encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 * self.refresh_jitter
+
+    def token_is_fresh(self, auth_state: dict | None) -> bool:
+        """True if the stored access token is valid beyond refresh_margin plus its jitter."""
+        validity = self.token_validity(auth_state)
+        if validity <= 0:
+            return False
+        return validity > self.refresh_margin + self._jitter(auth_state["access_token"])
 
     @counted_refresh
     async def refresh_user(self, user, handler=None, **kwargs):
@@ -290,7 +325,25 @@ class KeycloakAuthenticator(GenericOAuthenticator):
                 "Access token of %s expired and there is no refresh token: new login needed", user.name
             )
             return False
-        return await self._refresh_once(user, refresh_token, handler)
+        try:
+            return await self._refresh_once(user, refresh_token, handler)
+        except web.HTTPError as e:
+            if e.status_code != 503:
+                raise
+            # Keycloak slow or down: nothing is wrong with the user. Keep them on the token they
+            # hold while it is valid; JupyterHub asks again after auth_refresh_age.
+            stored = await user.get_auth_state()
+            validity = self.token_validity(stored)
+            if validity <= 0:
+                raise
+            self.log.warning(
+                "Token refresh for %s failed (Keycloak not answering); the access token is valid for "
+                "%.0f s more, kept; the refresh will be retried on a later request",
+                user.name,
+                validity,
+            )
+            TOKEN_REFRESHES.labels("kept").inc()
+            return True
 
     async def _refresh_once(self, user, refresh_token: str, handler=None):
         """One refresh grant per refresh token, shared by every request that needs it meanwhile.
@@ -371,12 +424,13 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         return auth_model
 
     async def fresh_auth_state(self, user) -> dict:
-        """The user's auth state with an access token valid beyond the margin, refreshing if needed.
+        """The user's auth state with an access token that outlives the Vault login, refreshing if
+        it expires within spawn_token_validity seconds.
 
-        Used by the spawn pipeline: raises SpawnRefused rather than spawn with a stale token.
+        Used by the spawn pipeline: raises SpawnRefused rather than spawn with an expired token.
         """
         auth_state = await user.get_auth_state()
-        if self.token_is_fresh(auth_state):
+        if self.token_validity(auth_state) > self.spawn_token_validity:
             return auth_state
         refreshed = await self.refresh_user(user)
         if refreshed is True:

@@ -1,0 +1,125 @@
+"""Keycloak hiccups during a token refresh, against the real realm behind a TCP proxy that makes it
+slow or stops it (valeria_platform.tcpproxy).
+
+oauthenticator's contract for `refresh_user`: True keeps the user, False sends them to the login
+page, an auth model replaces the stored one; JupyterHub calls it at most every `auth_refresh_age`
+seconds per user. A refresh that fails because Keycloak is slow or down says nothing about the user:
+while the stored access token is still valid the user stays logged in and the refresh is tried again
+on a later request (the bench saw a class's polls answered 503 when the realm timed out under load).
+Only an expired token whose refresh fails is a 503, and a refused refresh token is a new login.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from tornado import web
+from valeria_platform.tcpproxy import TcpProxy
+
+from tests.test_hub_auth import StoredUser, login_state, make_authenticator
+
+pytestmark = pytest.mark.hub
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    """`url` with its host and port replaced by the proxy's."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
+
+
+@pytest.fixture
+def realm_proxy(oidc_provider):
+    proxy = TcpProxy(oidc_provider.port).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+async def test_refresh_timeout_keeps_a_still_valid_token(oidc_provider, realm_proxy, caplog):
+    auth = make_authenticator(oidc_provider.issuer, margin=60)
+    auth.http_request_kwargs = {"connect_timeout": 1.0, "request_timeout": 1.0}
+    model = await login_state(auth, oidc_provider, "alice")
+    state = {**model["auth_state"], "expires_at": time.time() + 30}  # due for a refresh, still valid
+    user = StoredUser("alice", dict(state))
+    auth.token_url = through(realm_proxy, auth.token_url)
+    realm_proxy.latency = 3.0  # Keycloak answers after the hub's request timeout
+    caplog.set_level(logging.WARNING)
+    auth.log.propagate = True
+    assert await auth.refresh_user(user) is True  # still logged in, with the token it has
+    assert user.state == state and user.saves == 0
+    assert "alice" in caplog.text and "retried" in caplog.text
+    # Keycloak stopped (connection refused): the same
+    realm_proxy.latency = 0.0
+    realm_proxy.down()
+    assert await auth.refresh_user(user) is True
+    assert user.state == state
+    # Keycloak back: the next refresh is a real grant, and the refresh token was never spent
+    realm_proxy.up()
+    refreshed = await auth.refresh_user(user)
+    assert isinstance(refreshed, dict) and refreshed["name"] == "alice"
+    assert refreshed["auth_state"]["access_token"] != state["access_token"]
+
+
+async def test_refresh_failure_with_an_expired_token_is_a_503(oidc_provider, realm_proxy):
+    auth = make_authenticator(oidc_provider.issuer, margin=60)
+    model = await login_state(auth, oidc_provider, "alice")
+    user = StoredUser("alice", {**model["auth_state"], "expires_at": time.time() - 1})
+    auth.token_url = through(realm_proxy, auth.token_url)
+    realm_proxy.down()
+    with pytest.raises(web.HTTPError) as info:
+        await auth.refresh_user(user)
+    assert info.value.status_code == 503
+
+
+async def test_refused_refresh_token_is_a_logout_even_with_a_valid_token(oidc_provider):
+    auth = make_authenticator(oidc_provider.issuer, margin=60)
+    model = await login_state(auth, oidc_provider, "bob")
+    oidc_provider.revoke_user("bob")  # 400 invalid_grant: the session is over
+    user = StoredUser("bob", {**model["auth_state"], "expires_at": time.time() + 30})
+    assert await auth.refresh_user(user) is False
+
+
+async def test_spawn_does_not_refresh_a_token_that_was_just_refreshed(oidc_provider):
+    """JupyterHub refreshes before a spawn (`refresh_pre_spawn`), then the pipeline asks for a token
+    for the Vault login: a token valid for minutes needs no second grant (two per spawn before)."""
+    auth = make_authenticator(oidc_provider.issuer, margin=300)  # every token is "due": always refresh
+    model = await login_state(auth, oidc_provider, "alice")
+    user = StoredUser("alice", dict(model["auth_state"]))
+    refreshed = await auth.refresh_user(user)  # the pre-spawn refresh: one grant
+    assert isinstance(refreshed, dict)
+    token = user.state["access_token"]
+    assert token == refreshed["auth_state"]["access_token"]
+    assert (await auth.fresh_auth_state(user))["access_token"] == token  # no second grant
+    # a token about to expire is still refreshed for the spawn
+    user.state["expires_at"] = time.time() + auth.spawn_token_validity - 5
+    assert (await auth.fresh_auth_state(user))["access_token"] != token
+
+
+async def test_spawn_goes_on_with_a_valid_token_when_keycloak_hiccups(oidc_provider, realm_proxy):
+    auth = make_authenticator(oidc_provider.issuer, margin=60)
+    model = await login_state(auth, oidc_provider, "alice")
+    state = {**model["auth_state"], "expires_at": time.time() + auth.spawn_token_validity - 5}
+    user = StoredUser("alice", dict(state))
+    auth.token_url = through(realm_proxy, auth.token_url)
+    realm_proxy.down()
+    assert (await auth.fresh_auth_state(user))["access_token"] == state["access_token"]
+
+
+def test_refresh_moments_are_spread_over_the_jitter_window():
+    """A class that logged in in the same minute holds tokens expiring in the same minute: each
+    token gets its own point in [margin, margin + jitter] seconds before expiry, stable per token."""
+    from valeria_hub.auth import KeycloakAuthenticator
+
+    auth = KeycloakAuthenticator(refresh_margin=60, refresh_jitter=60)
+    expires_at = time.time() + 90  # inside the jitter window
+    states = [{"access_token": f"token-{i}", "expires_at": expires_at} for i in range(50)]
+    fresh = [auth.token_is_fresh(s) for s in states]
+    assert 5 < sum(fresh) < 45, fresh
+    assert fresh == [auth.token_is_fresh(s) for s in states]  # the same answer on every request
+    # outside the window nothing changes: past margin + jitter fresh, within the margin due
+    assert all(auth.token_is_fresh({**s, "expires_at": time.time() + 130}) for s in states)
+    assert not any(auth.token_is_fresh({**s, "expires_at": time.time() + 50}) for s in states)
