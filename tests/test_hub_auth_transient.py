@@ -11,12 +11,14 @@ Only an expired token whose refresh fails is a 503, and a refused refresh token 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient
 from valeria_platform.tcpproxy import TcpProxy
 
 from tests.test_hub_auth import StoredUser, login_state, make_authenticator
@@ -123,3 +125,22 @@ def test_refresh_moments_are_spread_over_the_jitter_window():
     # outside the window nothing changes: past margin + jitter fresh, within the margin due
     assert all(auth.token_is_fresh({**s, "expires_at": time.time() + 130}) for s in states)
     assert not any(auth.token_is_fresh({**s, "expires_at": time.time() + 50}) for s in states)
+
+
+async def test_requests_never_sent_are_retried(oidc_provider, realm_proxy):
+    """A class logging in at once queues the hub's Keycloak requests (http_max_clients at a time);
+    a request that waited in that queue past connect_timeout was never sent, so sending it again
+    is safe, even a one-time authorization code (bench: 503 at the OAuth callback)."""
+    auth = make_authenticator(oidc_provider.issuer, margin=60)
+    auth.http_client = AsyncHTTPClient(force_instance=True, max_clients=1)
+    auth.http_request_kwargs = {"connect_timeout": 0.5, "request_timeout": 10.0}
+    users = []
+    for name in ("alice", "bob"):
+        model = await login_state(auth, oidc_provider, name)
+        users.append(StoredUser(name, {**model["auth_state"], "expires_at": time.time() - 1}))
+    auth.token_url = through(realm_proxy, auth.token_url)
+    auth.userdata_url = through(realm_proxy, auth.userdata_url)
+    realm_proxy.latency = 1.0  # each request holds the only connection for a second
+    first, second = await asyncio.gather(*(auth.refresh_user(u) for u in users))
+    assert isinstance(first, dict) and isinstance(second, dict), (first, second)
+    assert {first["name"], second["name"]} == {"alice", "bob"}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
 from urllib.parse import urlencode
 
@@ -60,6 +61,17 @@ def _jwt_exp(token: str | None) -> float | None:
         return float(claims["exp"])
     except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
         return None
+
+
+def _never_sent(error: BaseException) -> str | None:
+    """Why a request to Keycloak was certainly never sent (so repeating it is safe), else None."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, HTTPClientError) and error.code == 599:
+        # tornado's simple client: the request waited in its queue, or the TCP connect timed out
+        if error.message in ("Timeout in request queue", "Timeout while connecting"):
+            return error.message
+    return None
 
 
 class KeycloakLoginHandler(OAuthLoginHandler):
@@ -127,11 +139,12 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         "otherwise refresh in the same minute. 0: no spread.",
     )
     spawn_token_validity = Integer(
-        60,
+        30,
         config=True,
         help="A spawn refreshes the access token only if it expires within this many seconds: Vault "
         "checks the token once, at the JWT login, so it only has to outlive that login (retries "
-        "included). A token refreshed a moment ago by JupyterHub's pre-spawn refresh is used as it is.",
+        "included: VALERIA_VAULT_TIMEOUT × (1 + VALERIA_VAULT_RETRIES), 15 s by default). A token "
+        "refreshed a moment ago by JupyterHub's pre-spawn refresh is used as it is.",
     )
     end_session = Bool(True, config=True, help="Also end the Keycloak session when a user logs out.")
     hub_admin_groups = Set(
@@ -153,6 +166,15 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         help="Concurrent requests to Keycloak (token, userinfo, refresh). tornado's default of 10 "
         "queues the rest, and the queue time counts against the 10 s request timeout: with a class "
         "starting at once, refreshes timed out and spawns were refused (bench/HUB_RESULTS.md).",
+    )
+
+    http_retries = Integer(
+        2,
+        config=True,
+        help="Send a Keycloak request again (after 0.5 s, then 1 s...) when it was never sent: it "
+        "waited in the client's queue past connect_timeout, the connection timed out, or it was "
+        "refused. Safe even for a one-time authorization code. A class logging in at once queues "
+        "requests (bench: 503 at the OAuth callback). Requests that were sent are never repeated.",
     )
 
     shared_refresh_seconds = Integer(
@@ -227,7 +249,23 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         self._discovered = True
         self.log.info("OIDC realm %s discovered", self.realm_url)
 
-    httpfetch = timed_keycloak_fetch(GenericOAuthenticator.httpfetch)
+    _timed_fetch = timed_keycloak_fetch(GenericOAuthenticator.httpfetch)
+
+    async def httpfetch(self, url: str, *args, **kwargs):
+        """oauthenticator's fetch (every Keycloak request goes through it), timed into the metrics
+        and retried while the request was never sent (`http_retries`)."""
+        for attempt in range(self.http_retries + 1):
+            try:
+                return await self._timed_fetch(url, *args, **kwargs)
+            except (HTTPClientError, OSError) as e:
+                if attempt >= self.http_retries or not _never_sent(e):
+                    raise
+                delay = 0.5 * 2**attempt * (0.5 + random.random())
+                self.log.warning(
+                    "Keycloak request not sent (%s); sending it again in %.1f s", _never_sent(e), delay
+                )
+                await asyncio.sleep(delay)
+
     get_authenticated_user = audited_login(GenericOAuthenticator.get_authenticated_user)
 
     @remember_login_name
