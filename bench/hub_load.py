@@ -46,7 +46,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO / "hub_config"), str(REPO / "local_platform")]
 
 from valeria_hub.stages import parse_report  # noqa: E402
-from valeria_platform.classroom import Student, provision, realm_users, students  # noqa: E402
+from valeria_platform.classroom import RESEARCHERS, Student, provision, realm_users, students  # noqa: E402
 from valeria_platform.demo import DemoPlatform  # noqa: E402
 from valeria_platform.moto_site import start_moto_site  # noqa: E402
 from valeria_platform.oidc import NODE_DIR, OIDCProvider, follow_login  # noqa: E402
@@ -196,7 +196,7 @@ class Platform:
             "VALERIA_OIDC_REALM_URL": self.oidc.issuer,
             "VALERIA_OIDC_CLIENT_ID": CLIENT_ID,
             "VALERIA_OIDC_CLIENT_SECRET": self.client_secret,
-            "VALERIA_OIDC_ALLOWED_GROUPS": "researchers",
+            "VALERIA_OIDC_ALLOWED_GROUPS": RESEARCHERS,
             "VALERIA_HUB_PUBLIC_URL": local_url(self.hub_port),
             "VALERIA_HUB_BIND_URL": local_url(free_port()),
             "VALERIA_PROXY_API_URL": local_url(free_port()),

@@ -206,3 +206,22 @@ def test_extra_profiles_are_added_after_the_templates_and_validated_alike():
         HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES="{not json"))
     # empty (the admin's ConfigMap is absent): no extra flavour
     assert len(HubSettings.from_env(hub_env(VALERIA_EXTRA_PROFILES=" ")).profiles) == 2
+
+
+def test_lecture_settings_reach_the_config_file():
+    s = HubSettings.from_env(hub_env())
+    assert (s.concurrent_spawn_limit, s.token_refresh_jitter) == (100, 30)
+    code = (
+        "from traitlets.config import PyFileConfigLoader\n"
+        f"cfg = PyFileConfigLoader({CONFIG.name!r}, path={str(CONFIG.parent)!r}).load_config()\n"
+        "print(cfg.JupyterHub.concurrent_spawn_limit, cfg.KeycloakAuthenticator.refresh_jitter)\n"
+    )
+    env = hub_env(VALERIA_CONCURRENT_SPAWN_LIMIT="250", VALERIA_TOKEN_REFRESH_JITTER="45")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**worktree_path(), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.stdout.split() == ["250", "45"], result.stderr
