@@ -128,9 +128,9 @@ def test_refresh_moments_are_spread_over_the_jitter_window():
 
 
 async def test_requests_never_sent_are_retried(oidc_provider, realm_proxy):
-    """A class logging in at once queues the hub's Keycloak requests (http_max_clients at a time);
-    a request that waited in that queue past connect_timeout was never sent, so sending it again
-    is safe, even a one-time authorization code (bench: 503 at the OAuth callback)."""
+    """A request that waited in tornado's queue past connect_timeout (here a client with a single
+    connection) was never sent, so sending it again is safe, even a one-time authorization code
+    (bench: 503 at the OAuth callback)."""
     auth = make_authenticator(oidc_provider.issuer, margin=60)
     auth.http_client = AsyncHTTPClient(force_instance=True, max_clients=1)
     auth.http_request_kwargs = {"connect_timeout": 0.5, "request_timeout": 10.0}
@@ -144,3 +144,21 @@ async def test_requests_never_sent_are_retried(oidc_provider, realm_proxy):
     first, second = await asyncio.gather(*(auth.refresh_user(u) for u in users))
     assert isinstance(first, dict) and isinstance(second, dict), (first, second)
     assert {first["name"], second["name"]} == {"alice", "bob"}
+
+
+async def test_a_class_waits_for_a_connection_instead_of_a_503(oidc_provider, realm_proxy):
+    """tornado bounds the wait for one of its connections by connect_timeout (5 s): 500 students
+    logging in at once waited longer and got 503 at the OAuth callback even with retries. The
+    hub's own queue waits up to http_queue_timeout; connect/request timeouts count from the send."""
+    auth = make_authenticator(oidc_provider.issuer, margin=60)
+    auth.http_max_clients = 1
+    auth.http_retries = 0
+    auth.http_request_kwargs = {"connect_timeout": 0.5, "request_timeout": 10.0}
+    users = []
+    for name in ("alice", "bob", "alice", "bob"):
+        model = await login_state(auth, oidc_provider, name)
+        users.append(StoredUser(name, {**model["auth_state"], "expires_at": time.time() - 1}))
+    auth.token_url = through(realm_proxy, auth.token_url)
+    realm_proxy.latency = 0.5  # every request holds the only connection for half a second
+    results = await asyncio.gather(*(auth.refresh_user(u) for u in users))
+    assert all(isinstance(r, dict) for r in results), results

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import time
@@ -31,6 +32,7 @@ from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.simple_httpclient import HTTPTimeoutError
 from traitlets import Bool, Dict, Integer, Set, Unicode, default
 
 from .audit import audited_login, remember_login_name
@@ -65,10 +67,9 @@ def _jwt_exp(token: str | None) -> float | None:
 
 def _never_sent(error: BaseException) -> str | None:
     """Why a request to Keycloak was certainly never sent (so repeating it is safe), else None."""
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
     if isinstance(error, HTTPClientError) and error.code == 599:
-        # tornado's simple client: the request waited in its queue, or the TCP connect timed out
+        # tornado's simple client: the request waited in its queue, or the TCP connect timed out.
+        # A refused connection is not retried: Keycloak is down, and waiting will not fix it now.
         if error.message in ("Timeout in request queue", "Timeout while connecting"):
             return error.message
     return None
@@ -168,13 +169,22 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         "starting at once, refreshes timed out and spawns were refused (bench/HUB_RESULTS.md).",
     )
 
+    http_queue_timeout = Integer(
+        30,
+        config=True,
+        help="Seconds a Keycloak request may wait for one of the http_max_clients connections before "
+        "it fails (503). tornado's own queue gives up after connect_timeout (5 s): 500 students "
+        "logging in at once waited longer and got 503 at the OAuth callback (bench/HUB_RESULTS.md). "
+        "The connect and request timeouts count from when the request is sent.",
+    )
+
     http_retries = Integer(
         2,
         config=True,
-        help="Send a Keycloak request again (after 0.5 s, then 1 s...) when it was never sent: it "
-        "waited in the client's queue past connect_timeout, the connection timed out, or it was "
-        "refused. Safe even for a one-time authorization code. A class logging in at once queues "
-        "requests (bench: 503 at the OAuth callback). Requests that were sent are never repeated.",
+        help="Send a Keycloak request again (after about 0.5 s, then 1 s...) when it was never "
+        "sent: it waited in tornado's queue past connect_timeout, or the TCP connect timed out. "
+        "Safe even for a one-time authorization code (bench: 503 at the OAuth callback when a "
+        "class logged in at once). Requests that were sent are never repeated.",
     )
 
     shared_refresh_seconds = Integer(
@@ -186,6 +196,7 @@ class KeycloakAuthenticator(GenericOAuthenticator):
 
     _discovered = False
     _discovery_lock: asyncio.Lock | None = None
+    _slots: asyncio.Semaphore | None = None
 
     _refreshes = Dict(help="sha256(refresh token) -> (future of its refresh, monotonic time it ended or 0)")
 
@@ -216,6 +227,22 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     @default("validate_server_cert")
     def _validate_server_cert_default(self):
         return True
+
+    @contextlib.asynccontextmanager
+    async def _connection_slot(self):
+        """One of http_max_clients connections, waited for up to http_queue_timeout seconds (the
+        tornado client behind it has as many, so its own queue, bounded by connect_timeout, stays
+        empty)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.http_max_clients)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.http_queue_timeout)
+        except asyncio.TimeoutError:
+            raise HTTPTimeoutError("in the hub's queue for Keycloak") from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def discover(self) -> None:
         """Fill authorize/token/userinfo/end-session URLs from the realm's discovery document.
@@ -256,7 +283,8 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         and retried while the request was never sent (`http_retries`)."""
         for attempt in range(self.http_retries + 1):
             try:
-                return await self._timed_fetch(url, *args, **kwargs)
+                async with self._connection_slot():
+                    return await self._timed_fetch(url, *args, **kwargs)
             except (HTTPClientError, OSError) as e:
                 if attempt >= self.http_retries or not _never_sent(e):
                     raise
