@@ -162,3 +162,25 @@ async def test_a_class_waits_for_a_connection_instead_of_a_503(oidc_provider, re
     realm_proxy.latency = 0.5  # every request holds the only connection for half a second
     results = await asyncio.gather(*(auth.refresh_user(u) for u in users))
     assert all(isinstance(r, dict) for r in results), results
+
+
+def test_a_failed_callback_never_logs_its_code():
+    """tornado logs an HTTPError's request line, query string included: a 503 at the OAuth callback
+    wrote the authorization code and state to the hub log (bench, Keycloak timing out). The
+    request is built by tornado itself; only its connection is a stand-in (nothing is sent), and
+    the method is called on the request alone (a JupyterHub handler needs a whole hub)."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest
+    from valeria_hub.auth import KeycloakAuthenticator
+
+    request = HTTPServerRequest(
+        method="GET",
+        uri="/hub/oauth_callback?code=CODE-NOT-LOGGED&state=STATE-NOT-LOGGED",
+        headers=HTTPHeaders(),
+        connection=mock.Mock(),
+    )
+    summary = KeycloakAuthenticator.callback_handler._request_summary(SimpleNamespace(request=request))
+    assert "/hub/oauth_callback" in summary
+    assert "CODE-NOT-LOGGED" not in summary and "STATE-NOT-LOGGED" not in summary

@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 import jwt
 from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
-from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
+from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.simple_httpclient import HTTPTimeoutError
@@ -83,6 +83,15 @@ class KeycloakLoginHandler(OAuthLoginHandler):
         return super().get()
 
 
+class KeycloakCallbackHandler(OAuthCallbackHandler):
+    """oauthenticator's callback; an error is logged without the query (code, state)."""
+
+    def _request_summary(self) -> str:
+        # tornado logs "<status> <summary>: <message>" for an HTTPError (a 503 when Keycloak does
+        # not answer): its summary holds the whole URI, authorization code included
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+
 class KeycloakLogoutHandler(OAuthLogoutHandler):
     """Log out of the hub, forget the tokens, and end the Keycloak session too."""
 
@@ -111,6 +120,7 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     """Keycloak (or any OIDC provider with discovery) with proactive token refresh."""
 
     login_handler = KeycloakLoginHandler
+    callback_handler = KeycloakCallbackHandler
     logout_handler = KeycloakLogoutHandler
 
     realm_url = Unicode(
