@@ -184,3 +184,32 @@ def test_a_failed_callback_never_logs_its_code():
     summary = KeycloakAuthenticator.callback_handler._request_summary(SimpleNamespace(request=request))
     assert "/hub/oauth_callback" in summary
     assert "CODE-NOT-LOGGED" not in summary and "STATE-NOT-LOGGED" not in summary
+
+
+async def test_a_connect_timeout_counts_as_never_sent():
+    """tornado's message names the address ("Timeout while connecting to 127.0.0.1:port"): the
+    500-login bench showed such timeouts answered 503 without the retry. A listening socket whose
+    accept queue is full (nobody accepts) makes a real connect time out."""
+    import socket
+
+    from tornado.httpclient import HTTPClientError
+    from valeria_hub.auth import _never_sent
+
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue; later SYNs are dropped
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(full.getsockname())
+            fillers.append(s)
+        url = f"http://127.0.0.1:{full.getsockname()[1]}/token"
+        with pytest.raises(HTTPClientError) as info:
+            await AsyncHTTPClient(force_instance=True).fetch(url, connect_timeout=0.5, request_timeout=5)
+        assert info.value.code == 599 and "connecting" in str(info.value)
+        assert _never_sent(info.value)
+    finally:
+        for s in [*fillers, full]:
+            s.close()

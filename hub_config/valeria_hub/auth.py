@@ -70,7 +70,8 @@ def _never_sent(error: BaseException) -> str | None:
     if isinstance(error, HTTPClientError) and error.code == 599:
         # tornado's simple client: the request waited in its queue, or the TCP connect timed out.
         # A refused connection is not retried: Keycloak is down, and waiting will not fix it now.
-        if error.message in ("Timeout in request queue", "Timeout while connecting"):
+        # ("Timeout while connecting to <host>:<port>" names the address)
+        if error.message.startswith(("Timeout in request queue", "Timeout while connecting")):
             return error.message
     return None
 
