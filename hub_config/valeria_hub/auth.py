@@ -249,6 +249,11 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         try:
             await asyncio.wait_for(self._slots.acquire(), self.http_queue_timeout)
         except asyncio.TimeoutError:
+            self.log.error(
+                "A Keycloak request waited %d s for one of the %d connections, all busy: given up",
+                self.http_queue_timeout,
+                self.http_max_clients,
+            )
             raise HTTPTimeoutError("in the hub's queue for Keycloak") from None
         try:
             yield
