@@ -172,13 +172,14 @@ def test_a_failed_callback_never_logs_its_code():
     from types import SimpleNamespace
     from unittest import mock
 
-    from tornado.httputil import HTTPHeaders, HTTPServerRequest
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
     from valeria_hub.auth import KeycloakAuthenticator
 
     request = HTTPServerRequest(
-        method="GET",
-        uri="/hub/oauth_callback?code=CODE-NOT-LOGGED&state=STATE-NOT-LOGGED",
-        headers=HTTPHeaders(),
+        start_line=RequestStartLine(
+            "GET", "/hub/oauth_callback?code=CODE-NOT-LOGGED&state=STATE-NOT-LOGGED", "HTTP/1.1"
+        ),
+        headers=HTTPHeaders({"Host": "127.0.0.1:8000"}),
         connection=mock.Mock(),
     )
     summary = KeycloakAuthenticator.callback_handler._request_summary(SimpleNamespace(request=request))
