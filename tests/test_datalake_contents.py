@@ -644,6 +644,9 @@ async def test_odd_requests_get_4xx_never_500(api, world, jp_root_dir):
         ("DELETE", "plain.txt/x", None, {}),
         ("PATCH", "plain.txt/x", {"path": "elsewhere.txt"}, {}),
         ("GET", f"{OWN}/{d}/plain.ipynb/x", None, {"type": "notebook", "content": 0}),
+        # restoring a checkpoint that does not exist (differential test on Ceph, seed 1010474321)
+        ("POST", "plain.txt/checkpoints/checkpoint", None, {}),
+        ("POST", f"{OWN}/{d}/plain.ipynb/checkpoints/checkpoint", None, {}),
     ]
     for method, path, body, params in cases:
         code, m = await api(method, path, body, **params)

@@ -953,11 +953,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         return await self._checkpoint_call(path, lambda m, p: m.list_checkpoints(p), lambda c, k: c.list(k))
 
     async def restore_checkpoint(self, checkpoint_id, path):
-        return await self._checkpoint_call(
-            path,
-            lambda m, p: m.restore_checkpoint(checkpoint_id, p),
-            lambda c, k: c.restore(k, checkpoint_id),
-        )
+        async def posix_restore(posix: PosixRoot, inner: str) -> None:
+            # jupyter-server's copy finds no checkpoint "not writable": a PermissionError, a 500
+            if checkpoint_id not in [c["id"] for c in await posix.list_checkpoints(inner)]:
+                raise FileNotFoundError(checkpoint_id)
+            await posix.restore_checkpoint(checkpoint_id, inner)
+
+        return await self._checkpoint_call(path, posix_restore, lambda c, k: c.restore(k, checkpoint_id))
 
     async def delete_checkpoint(self, checkpoint_id, path):
         return await self._checkpoint_call(
