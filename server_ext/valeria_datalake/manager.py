@@ -329,6 +329,16 @@ class DatalakeContentsManager(AsyncContentsManager):
         if self._shadowed_by_a_mount(loc):
             raise HTTPError(400, f"Name reserved for a datalake folder: {loc.inner}")
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _below_a_file(loc: Location) -> Iterator[None]:
+        """A home path below a file (``notes.txt/x``) makes jupyter_core's ``is_hidden``, which
+        jupyter-server asks first, raise NotADirectoryError: a 500 for a client mistake. A 404."""
+        try:
+            yield
+        except NotADirectoryError:
+            raise HTTPError(404, f"No such file or directory: {loc.api_path}") from None
+
     @contextlib.contextmanager
     def _s3_errors(self, path: str, action: str) -> Iterator[None]:
         try:
@@ -445,9 +455,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         loc = self.locate(path)
         if loc.kind == "root":
             return False
+        by_name = any(part.startswith(".") for part in loc.inner.split("/") if part)
         if loc.kind in ("home", "scratch"):
-            return await self._posix(loc).is_hidden(loc.inner)
-        return any(part.startswith(".") for part in loc.inner.split("/") if part)
+            try:
+                return await self._posix(loc).is_hidden(loc.inner)
+            except NotADirectoryError:  # below a file: jupyter_core lets it out (a 500 for any request)
+                return by_name
+        return by_name
 
     # -- get -------------------------------------------------------------------------------------
 
@@ -462,9 +476,10 @@ class DatalakeContentsManager(AsyncContentsManager):
         if loc.kind in ("home", "scratch"):
             if self._shadowed_by_a_mount(loc):
                 raise HTTPError(404, f"No such file or directory: {loc.api_path}")
-            model = await self._posix(loc).get(
-                loc.inner, content=content, type=type, format=format, require_hash=require_hash
-            )
+            with self._below_a_file(loc):
+                model = await self._posix(loc).get(
+                    loc.inner, content=content, type=type, format=format, require_hash=require_hash
+                )
             return self._rebase(model, loc)
         bucket, info = await self._bucket(loc)
         with self._s3_errors(loc.api_path, "read"):
@@ -746,7 +761,8 @@ class DatalakeContentsManager(AsyncContentsManager):
             raise HTTPError(400, f"Cannot delete a datalake mount: {loc.api_path or '/'}")
         if loc.kind in ("home", "scratch"):
             self._check_home_name(loc)
-            await self._posix(loc).delete(loc.inner)
+            with self._below_a_file(loc):
+                await self._posix(loc).delete(loc.inner)
         else:
             bucket, _ = await self._bucket(loc)
             with self._s3_errors(loc.api_path, "delete"):
@@ -857,10 +873,27 @@ class DatalakeContentsManager(AsyncContentsManager):
         else:
             await self._refuse_below_a_file(dst, (await self._bucket(dst))[0])
         if src.same_mount(dst) and src.kind in ("home", "scratch"):
-            await self._posix(src).rename(src.inner, dst.inner)
+            with self._below_a_file(src):
+                await self._posix(src).rename(src.inner, dst.inner)
         else:
             await self._transfer(src, dst, move=True)
         self.emit(data={"action": "rename", "path": dst.api_path, "source_path": src.api_path})
+
+    async def increment_filename(self, filename, path="", insert=""):
+        """jupyter-server's naming, but a bucket folder is listed once (never from the cache)
+        instead of two requests per name tried: the n-th copy of a file cost 2n requests, seconds
+        once a folder held dozens of copies. A folder listed only in part asks name by name."""
+        loc = self.locate(path)
+        if loc.kind != "bucket":
+            return await super().increment_filename(filename, path, insert)
+        bucket, _ = await self._bucket(loc)
+        with self._s3_errors(loc.api_path, "read"):
+            listing = await bucket.list_dir(f"{loc.inner}/" if loc.inner else "", use_cache=False)
+        if listing.truncated:
+            return await super().increment_filename(filename, path, insert)
+        taken = {e.name for e in listing.files} | set(listing.folders)
+        # upstream's own loop, asking ``taken`` instead of S3 (it only calls ``exists``)
+        return await AsyncContentsManager.increment_filename(_Taken(taken), filename, path, insert)
 
     async def copy(self, from_path, to_path=None):
         src = self.locate(from_path)
@@ -920,11 +953,13 @@ class DatalakeContentsManager(AsyncContentsManager):
         return await self._checkpoint_call(path, lambda m, p: m.list_checkpoints(p), lambda c, k: c.list(k))
 
     async def restore_checkpoint(self, checkpoint_id, path):
-        return await self._checkpoint_call(
-            path,
-            lambda m, p: m.restore_checkpoint(checkpoint_id, p),
-            lambda c, k: c.restore(k, checkpoint_id),
-        )
+        async def posix_restore(posix: PosixRoot, inner: str) -> None:
+            # jupyter-server's copy finds no checkpoint "not writable": a PermissionError, a 500
+            if checkpoint_id not in [c["id"] for c in await posix.list_checkpoints(inner)]:
+                raise FileNotFoundError(checkpoint_id)
+            await posix.restore_checkpoint(checkpoint_id, inner)
+
+        return await self._checkpoint_call(path, posix_restore, lambda c, k: c.restore(k, checkpoint_id))
 
     async def delete_checkpoint(self, checkpoint_id, path):
         return await self._checkpoint_call(
@@ -948,6 +983,16 @@ class DatalakeContentsManager(AsyncContentsManager):
             folder = await self.scratch.get_kernel_path(loc.inner)
             return os.path.relpath(self.scratch.os_path(folder), os.path.abspath(self.root_dir))
         return self.bucket_kernel_dir
+
+
+class _Taken:
+    """The names of one listed folder, as the ``exists`` that ``increment_filename`` asks."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    async def exists(self, path: str) -> bool:
+        return path.rpartition("/")[2] in self.names
 
 
 async def _object_exists(bucket: S3Bucket, key: str) -> bool:
