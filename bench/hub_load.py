@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import requests
@@ -45,7 +46,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO / "hub_config"), str(REPO / "local_platform")]
 
 from valeria_hub.stages import parse_report  # noqa: E402
-from valeria_platform.classroom import Student, provision, realm_users, students  # noqa: E402
+from valeria_platform.classroom import RESEARCHERS, Student, provision, realm_users, students  # noqa: E402
 from valeria_platform.demo import DemoPlatform  # noqa: E402
 from valeria_platform.moto_site import start_moto_site  # noqa: E402
 from valeria_platform.oidc import NODE_DIR, OIDCProvider, follow_login  # noqa: E402
@@ -195,7 +196,7 @@ class Platform:
             "VALERIA_OIDC_REALM_URL": self.oidc.issuer,
             "VALERIA_OIDC_CLIENT_ID": CLIENT_ID,
             "VALERIA_OIDC_CLIENT_SECRET": self.client_secret,
-            "VALERIA_OIDC_ALLOWED_GROUPS": "researchers",
+            "VALERIA_OIDC_ALLOWED_GROUPS": RESEARCHERS,
             "VALERIA_HUB_PUBLIC_URL": local_url(self.hub_port),
             "VALERIA_HUB_BIND_URL": local_url(free_port()),
             "VALERIA_PROXY_API_URL": local_url(free_port()),
@@ -321,7 +322,7 @@ def one_student(url: str, student: Student, login: Any, spawn: bool, start_at: f
         try:
             login(url, s, student)
         except requests.RequestException as e:
-            raise Failure("login", type(e).__name__) from None
+            raise Failure("login", connection_error(e)) from None
         result.login = time.monotonic() - t0
         if not spawn:
             time.sleep(1.5)  # past auth_refresh_age: the next request refreshes the access token
@@ -335,7 +336,7 @@ def one_student(url: str, student: Student, login: Any, spawn: bool, start_at: f
         wait_server(url, s, ready=True)
         r = s.get(f"{url}/user/{student.name}/lab", timeout=HTTP_TIMEOUT)
         if r.status_code != 200:
-            raise Failure("lab", f"HTTP {r.status_code}")
+            raise Failure("lab", f"HTTP {r.status_code} at {generic_path(urlsplit(r.url).path)}")
         r = s.get(f"{url}/user/{student.name}/api/contents/", params={"content": "1"}, timeout=HTTP_TIMEOUT)
         names = [e["name"] for e in r.json().get("content", [])] if r.status_code == 200 else []
         folder = f"datalake_{student.bucket}"
@@ -351,16 +352,27 @@ def one_student(url: str, student: Student, login: Any, spawn: bool, start_at: f
     except Failure as f:
         result.failure = f.cause
     except requests.RequestException as e:
-        result.failure = f"http: {type(e).__name__}"
+        result.failure = f"http: {connection_error(e)}"
     return result
+
+
+def connection_error(e: requests.RequestException) -> str:
+    """The exception's class, which side it hit and why, in a few words (for the failure table)."""
+    where = generic_path(urlsplit(e.request.url).path) if e.request is not None and e.request.url else "?"
+    reasons = ("refused", "reset", "RemoteDisconnected", "timed out", "aborted")
+    why = next((w for w in reasons if w in str(e)), "")
+    return f"{type(e).__name__} ({why or 'other'}) at {where}"
+
+
+def generic_path(path: str) -> str:
+    return "/".join("<user>" if STUDENT.match(p) else "<id>" if len(p) > 24 else p for p in path.split("/"))
 
 
 def generic_paths(requests_seen: Counter) -> Counter:
     """Requests by path with user names and random ids replaced, so paths add up across users."""
     out: Counter = Counter()
     for (_, path), n in requests_seen.items():
-        parts = ["<user>" if STUDENT.match(p) else "<id>" if len(p) > 24 else p for p in path.split("/")]
-        out["/".join(parts)] += n
+        out[generic_path(path)] += n
     return out
 
 
@@ -484,8 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         platform.start(provisioned=args.users)
         spawners = class_[: args.users]
-        # the refresh margin equals the token lifetime: every spawn refreshes (the "about to expire" case)
-        hub = platform.valeria_hub("valeriahub", args.hub_arg, VALERIA_TOKEN_REFRESH_MARGIN="300")
+        # the hub's defaults against Keycloak's default token lifetime (300 s, the realm's too): a
+        # token obtained at the login is not refreshed again for the spawn (runs 1-5 set the margin
+        # to the lifetime, so every spawn and every poll refreshed: the login-only phase does that)
+        hub = platform.valeria_hub("valeriahub", args.hub_arg)
         url = local_url(platform.hub_port)
         print(f"ours: {args.users} students log in and spawn ...", flush=True)
         ours = run_phase("Valeria hub", url, hub, spawners, login_valeria, True, platform)

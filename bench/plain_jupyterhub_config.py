@@ -6,6 +6,7 @@ import json
 import os
 
 from jupyterhub.spawner import LocalProcessSpawner
+from valeria_hub.local import DistinctPortMixin
 from valeria_hub.s3env import s3_public_environment, s3_secret_environment
 
 c = get_config()  # noqa: F821
@@ -25,7 +26,7 @@ ROOT = os.environ["PLAIN_USERS_ROOT"]
 S3 = s3_public_environment(os.environ["PLAIN_S3_ENDPOINT"], "us-east-1", None, ())
 
 
-class PlainLocalSpawner(LocalProcessSpawner):
+class PlainLocalSpawner(DistinctPortMixin, LocalProcessSpawner):
     """LocalProcessSpawner without the uid switch (the users do not exist on this machine)."""
 
     def make_preexec_fn(self, name):

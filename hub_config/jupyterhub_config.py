@@ -34,6 +34,7 @@ c.KeycloakAuthenticator.enable_auth_state = True
 c.KeycloakAuthenticator.refresh_pre_spawn = True
 c.KeycloakAuthenticator.auth_refresh_age = settings.auth_refresh_age
 c.KeycloakAuthenticator.refresh_margin = settings.token_refresh_margin
+c.KeycloakAuthenticator.refresh_jitter = settings.token_refresh_jitter
 
 # hub admins: the role valeria-admin for VALERIA_OIDC_ADMIN_GROUPS, not JupyterHub's admin flag,
 # whose built-in role holds admin:auth_state (every user's tokens)
@@ -62,6 +63,7 @@ os.environ.update(settings.db_environment())  # PGPASSWORD: the password stays o
 # --- spawner: the Vault-driven spawn plan ---------------------------------------------------------
 c.Spawner.start_timeout = settings.start_timeout  # a first pull of a multi-GB image takes minutes
 c.Spawner.http_timeout = settings.http_timeout
+c.JupyterHub.concurrent_spawn_limit = settings.concurrent_spawn_limit  # docs/operations.md: a lecture
 
 # --- the idle culler: a hub-managed service with only the scopes it needs ---------------------------
 c.JupyterHub.services = []

@@ -636,6 +636,16 @@ async def test_odd_requests_get_4xx_never_500(api, world, jp_root_dir):
         ("POST", f"{OWN}/{d}/no/such/dir", {"type": "notebook"}, {}),
         ("POST", f"{OWN}/{d}/missing.ipynb/checkpoints", None, {}),
         ("POST", "missing.ipynb/checkpoints", None, {}),
+        # below a file (found by the differential test: jupyter_core's is_hidden raised, a 500)
+        ("GET", "plain.txt/x", None, {"type": "notebook", "content": 0}),
+        ("GET", "plain.txt/x/y.txt", None, {}),
+        ("PUT", "plain.txt/x", {"type": "file", "format": "text", "content": "x"}, {}),
+        ("DELETE", "plain.txt/x", None, {}),
+        ("PATCH", "plain.txt/x", {"path": "elsewhere.txt"}, {}),
+        ("GET", f"{OWN}/{d}/plain.ipynb/x", None, {"type": "notebook", "content": 0}),
+        # restoring a checkpoint that does not exist (differential test on Ceph, seed 1010474321)
+        ("POST", "plain.txt/checkpoints/checkpoint", None, {}),
+        ("POST", f"{OWN}/{d}/plain.ipynb/checkpoints/checkpoint", None, {}),
     ]
     for method, path, body, params in cases:
         code, m = await api(method, path, body, **params)

@@ -134,6 +134,29 @@ async def test_folder_rename_is_server_side_copies(api, moto_world):
     }
 
 
+@on_server_loop
+async def test_the_nth_copy_costs_what_the_first_costs(api, moto_world):
+    """Found by the differential test (a request timed out): choosing "x-Copy<n>.txt" asked S3
+    whether each of x.txt, x-Copy1.txt, ... existed (a HEAD and a listing per name), so the n-th
+    copy cost 2n more requests. Now one listing of the folder, whatever n."""
+    d = moto_world.unique("copies")
+    client = moto_world.client()
+    for name in ["one/x.txt", "nine/x.txt", *(f"nine/x-Copy{i}.txt" for i in range(1, 9))]:
+        client.put_object(Bucket=OWN_BUCKET, Key=f"{d}/{name}", Body=b"x")
+    await api("GET", OWN)  # bucket discovery
+    cost = {}
+    for folder, expected in [("one", "x-Copy1.txt"), ("nine", "x-Copy9.txt")]:
+        moto_world.site.counter.reset()
+        code, m = await api("POST", f"{OWN}/{d}/{folder}", {"copy_from": f"{OWN}/{d}/{folder}/x.txt"})
+        assert code == 201 and m["name"] == expected, m
+        cost[folder] = ops(moto_world)
+    assert cost["nine"] == cost["one"]
+    assert cost["one"]["ListObjectsV2"] <= 4 and cost["one"]["HeadObject"] <= 5, cost
+    for expected in ["untitled.txt", "untitled1.txt"]:  # new files are named the same way
+        code, m = await api("POST", f"{OWN}/{d}/nine", {"type": "file", "ext": ".txt"})
+        assert code == 201 and m["name"] == expected, m
+
+
 @pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
 @on_server_loop
 async def test_big_files_are_streamed_between_disk_and_s3(api, moto_world, jp_root_dir):

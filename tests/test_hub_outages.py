@@ -30,6 +30,7 @@ pytestmark = pytest.mark.hub
 
 VAULT_DOWN = "The secrets service (Vault) is not answering"
 KEYCLOAK_DOWN = "The login service (Keycloak) is not reachable"
+ACCESS_TTL = 60
 
 
 @dataclass
@@ -46,7 +47,10 @@ def outages(tmp_path_factory) -> Iterator[Outages]:
     workdir = tmp_path_factory.mktemp("outages")
     keycloak = TcpProxy().start()
     vault_proxy = TcpProxy().start()
-    oidc = OIDCProvider(users=test_users(), workdir=workdir / "oidc", public_base=keycloak.url)
+    # access tokens live a minute: the Keycloak test waits for one to expire during the outage
+    oidc = OIDCProvider(
+        users=test_users(), workdir=workdir / "oidc", public_base=keycloak.url, access_token_ttl=ACCESS_TTL
+    )
     bao = OpenBao(workdir=workdir / "openbao")
     hub = None
     try:
@@ -141,10 +145,18 @@ def test_keycloak_slow_or_down_refuses_spawns_clearly_and_recovers(outages: Outa
     stop(o, alice, "alice")
 
     o.keycloak.down()
+    down_at = time.monotonic()
     try:
+        # the access token is still valid: the user goes on with it, the refresh is retried later
+        time.sleep(1.5)  # past auth_refresh_age: this request tries to refresh
+        assert hub_api(o.hub, alice, "GET", "/user").status_code == 200
+        assert spawn(o, alice, "alice").status_code in (201, 202)  # Vault takes the valid token
+        wait_server(o.hub, alice, ready=True)
+        stop(o, alice, "alice")
+        # once it has expired: spawns are refused clearly, and a request that needs a refresh says
+        # the service is down; the user is not logged out
+        time.sleep(max(0.0, down_at + ACCESS_TTL + 1 - time.monotonic()))
         assert_refused(o, alice, "alice", KEYCLOAK_DOWN)
-        # a request that needs a refresh says the service is down; the user is not logged out
-        time.sleep(1.5)
         r = hub_api(o.hub, alice, "GET", "/user")
         assert r.status_code == 503 and KEYCLOAK_DOWN in r.json()["message"], r.text
     finally:

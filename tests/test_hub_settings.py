@@ -152,6 +152,7 @@ def test_db_password_from_an_echo_made_file_is_stripped(written):
 def test_spawn_timeouts_default_to_a_first_image_pull():
     s = HubSettings.from_env(hub_env())
     assert (s.start_timeout, s.http_timeout) == (600, 120)
+    assert (s.concurrent_spawn_limit, s.token_refresh_jitter) == (100, 30)
     s = HubSettings.from_env(hub_env(VALERIA_START_TIMEOUT="900", VALERIA_HTTP_TIMEOUT="60"))
     assert (s.start_timeout, s.http_timeout) == (900, 60)
     for name in ("VALERIA_START_TIMEOUT", "VALERIA_HTTP_TIMEOUT"):
@@ -163,9 +164,15 @@ def test_config_file_keeps_servers_on_hub_restart_and_sets_timeouts():
     code = (
         "from traitlets.config import PyFileConfigLoader\n"
         f"cfg = PyFileConfigLoader({CONFIG.name!r}, path={str(CONFIG.parent)!r}).load_config()\n"
-        "print(cfg.JupyterHub.cleanup_servers, cfg.Spawner.start_timeout, cfg.Spawner.http_timeout)\n"
+        "print(cfg.JupyterHub.cleanup_servers, cfg.Spawner.start_timeout, cfg.Spawner.http_timeout,\n"
+        "      cfg.JupyterHub.concurrent_spawn_limit, cfg.KeycloakAuthenticator.refresh_jitter)\n"
     )
-    env = hub_env(VALERIA_START_TIMEOUT="700", VALERIA_HTTP_TIMEOUT="90")
+    env = hub_env(
+        VALERIA_START_TIMEOUT="700",
+        VALERIA_HTTP_TIMEOUT="90",
+        VALERIA_CONCURRENT_SPAWN_LIMIT="250",
+        VALERIA_TOKEN_REFRESH_JITTER="45",
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={**worktree_path(), **env},
@@ -175,7 +182,7 @@ def test_config_file_keeps_servers_on_hub_restart_and_sets_timeouts():
     )
     assert result.returncode == 0, result.stderr
     # docs/upgrade.md: a hub restart (Recreate rollout, rollout restart, node drain) leaves servers running
-    assert result.stdout.split() == ["False", "700", "90"]
+    assert result.stdout.split() == ["False", "700", "90", "250", "45"]
     # the local spawner too: its servers outlive the hub, which re-adopts them (tests/test_hub_restart.py)
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -4,8 +4,11 @@
   TLS verified (optional CA bundle), retried on the next request if Keycloak was down.
 - Proactive refresh: oauthenticator's own `refresh_user` only refreshes after userinfo answers
   4xx; this one refreshes with the refresh-token grant whenever the access token is within
-  `refresh_margin` seconds of expiry (and before every spawn: `refresh_pre_spawn`). A refused
-  refresh (revoked or expired refresh token) returns False: the user must log in again.
+  `refresh_margin` (plus a per-token jitter) seconds of expiry; a spawn refreshes only a token that
+  would not outlive its Vault login (`spawn_token_validity`). A refused refresh (revoked or expired
+  refresh token) returns False: the user must log in again. A refresh that fails because Keycloak
+  is slow or down keeps the user on the still-valid token (tried again on a later request); only
+  an expired token whose refresh fails is a 503.
 - Logout ends the Keycloak session: end-session endpoint with `id_token_hint`.
 - A hub user name is bound to the OIDC subject (`sub`) that first logged in with it: the auth
   state keeps `sub` (also after logout, without the tokens), and a login or refresh whose `sub`
@@ -17,21 +20,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import random
 import time
 from urllib.parse import urlencode
 
 import jwt
 from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
-from oauthenticator.oauth2 import OAuthLoginHandler, OAuthLogoutHandler
+from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.simple_httpclient import HTTPTimeoutError
 from traitlets import Bool, Dict, Integer, Set, Unicode, default
 
 from .audit import audited_login, remember_login_name
 from .errors import SpawnRefused
-from .metrics import counted_refresh, timed_keycloak_fetch
+from .metrics import TOKEN_REFRESHES, counted_refresh, timed_keycloak_fetch
 from .oidc import DiscoveryError, discovery_url, parse_discovery
 
 # JupyterHub 6.1 bug: BaseHandler.refresh_auth reads self._token_authenticated, which is only set
@@ -59,12 +65,32 @@ def _jwt_exp(token: str | None) -> float | None:
         return None
 
 
+def _never_sent(error: BaseException) -> str | None:
+    """Why a request to Keycloak was certainly never sent (so repeating it is safe), else None."""
+    if isinstance(error, HTTPClientError) and error.code == 599:
+        # tornado's simple client: the request waited in its queue, or the TCP connect timed out.
+        # A refused connection is not retried: Keycloak is down, and waiting will not fix it now.
+        # ("Timeout while connecting to <host>:<port>" names the address)
+        if error.message.startswith(("Timeout in request queue", "Timeout while connecting")):
+            return error.message
+    return None
+
+
 class KeycloakLoginHandler(OAuthLoginHandler):
     """Discover the realm's endpoints before redirecting to the authorization endpoint."""
 
     async def get(self):
         await self.authenticator.discover()
         return super().get()
+
+
+class KeycloakCallbackHandler(OAuthCallbackHandler):
+    """oauthenticator's callback; an error is logged without the query (code, state)."""
+
+    def _request_summary(self) -> str:
+        # tornado logs "<status> <summary>: <message>" for an HTTPError (a 503 when Keycloak does
+        # not answer): its summary holds the whole URI, authorization code included
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
 
 class KeycloakLogoutHandler(OAuthLogoutHandler):
@@ -95,6 +121,7 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     """Keycloak (or any OIDC provider with discovery) with proactive token refresh."""
 
     login_handler = KeycloakLoginHandler
+    callback_handler = KeycloakCallbackHandler
     logout_handler = KeycloakLogoutHandler
 
     realm_url = Unicode(
@@ -111,7 +138,25 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     refresh_margin = Integer(
         60,
         config=True,
-        help="Refresh the access token when it expires within this many seconds.",
+        help="Refresh the access token when it expires within this many seconds (plus the token's "
+        "jitter). JupyterHub asks at most every `auth_refresh_age` seconds, so a margin above "
+        "auth_refresh_age leaves room to try again when Keycloak failed to answer once.",
+    )
+    refresh_jitter = Integer(
+        30,
+        config=True,
+        help="Spread refreshes: each access token is refreshed at its own moment between "
+        "refresh_margin and refresh_margin + refresh_jitter seconds before it expires (derived from "
+        "the token, so stable across requests). A class that logged in in the same minute would "
+        "otherwise refresh in the same minute. 0: no spread.",
+    )
+    spawn_token_validity = Integer(
+        30,
+        config=True,
+        help="A spawn refreshes the access token only if it expires within this many seconds: Vault "
+        "checks the token once, at the JWT login, so it only has to outlive that login (retries "
+        "included: VALERIA_VAULT_TIMEOUT × (1 + VALERIA_VAULT_RETRIES), 15 s by default). A token "
+        "refreshed a moment ago by JupyterHub's pre-spawn refresh is used as it is.",
     )
     end_session = Bool(True, config=True, help="Also end the Keycloak session when a user logs out.")
     hub_admin_groups = Set(
@@ -135,6 +180,24 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         "starting at once, refreshes timed out and spawns were refused (bench/HUB_RESULTS.md).",
     )
 
+    http_queue_timeout = Integer(
+        30,
+        config=True,
+        help="Seconds a Keycloak request may wait for one of the http_max_clients connections before "
+        "it fails (503). tornado's own queue gives up after connect_timeout (5 s): 500 students "
+        "logging in at once waited longer and got 503 at the OAuth callback (bench/HUB_RESULTS.md). "
+        "The connect and request timeouts count from when the request is sent.",
+    )
+
+    http_retries = Integer(
+        2,
+        config=True,
+        help="Send a Keycloak request again (after about 0.5 s, then 1 s...) when it was never "
+        "sent: it waited in tornado's queue past connect_timeout, or the TCP connect timed out. "
+        "Safe even for a one-time authorization code (bench: 503 at the OAuth callback when a "
+        "class logged in at once). Requests that were sent are never repeated.",
+    )
+
     shared_refresh_seconds = Integer(
         30,
         config=True,
@@ -144,6 +207,7 @@ class KeycloakAuthenticator(GenericOAuthenticator):
 
     _discovered = False
     _discovery_lock: asyncio.Lock | None = None
+    _slots: asyncio.Semaphore | None = None
 
     _refreshes = Dict(help="sha256(refresh token) -> (future of its refresh, monotonic time it ended or 0)")
 
@@ -174,6 +238,27 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     @default("validate_server_cert")
     def _validate_server_cert_default(self):
         return True
+
+    @contextlib.asynccontextmanager
+    async def _connection_slot(self):
+        """One of http_max_clients connections, waited for up to http_queue_timeout seconds (the
+        tornado client behind it has as many, so its own queue, bounded by connect_timeout, stays
+        empty)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.http_max_clients)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.http_queue_timeout)
+        except asyncio.TimeoutError:
+            self.log.error(
+                "A Keycloak request waited %d s for one of the %d connections, all busy: given up",
+                self.http_queue_timeout,
+                self.http_max_clients,
+            )
+            raise HTTPTimeoutError("in the hub's queue for Keycloak") from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def discover(self) -> None:
         """Fill authorize/token/userinfo/end-session URLs from the realm's discovery document.
@@ -207,7 +292,24 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         self._discovered = True
         self.log.info("OIDC realm %s discovered", self.realm_url)
 
-    httpfetch = timed_keycloak_fetch(GenericOAuthenticator.httpfetch)
+    _timed_fetch = timed_keycloak_fetch(GenericOAuthenticator.httpfetch)
+
+    async def httpfetch(self, url: str, *args, **kwargs):
+        """oauthenticator's fetch (every Keycloak request goes through it), timed into the metrics
+        and retried while the request was never sent (`http_retries`)."""
+        for attempt in range(self.http_retries + 1):
+            try:
+                async with self._connection_slot():
+                    return await self._timed_fetch(url, *args, **kwargs)
+            except (HTTPClientError, OSError) as e:
+                if attempt >= self.http_retries or not _never_sent(e):
+                    raise
+                delay = 0.5 * 2**attempt * (0.5 + random.random())
+                self.log.warning(
+                    "Keycloak request not sent (%s); sending it again in %.1f s", _never_sent(e), delay
+                )
+                await asyncio.sleep(delay)
+
     get_authenticated_user = audited_login(GenericOAuthenticator.get_authenticated_user)
 
     @remember_login_name
@@ -261,12 +363,27 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         groups = await super().get_user_groups(auth_state)
         return {g for g in groups if isinstance(g, str)}
 
-    def token_is_fresh(self, auth_state: dict | None) -> bool:
-        """True if the stored access token is valid for more than refresh_margin seconds."""
+    @staticmethod
+    def token_validity(auth_state: dict | None) -> float:
+        """Seconds the stored access token is still valid (0 or less: expired or none)."""
         if not auth_state or not auth_state.get("access_token"):
-            return False
+            return 0.0
         expires_at = auth_state.get("expires_at") or _jwt_exp(auth_state.get("access_token"))
-        return bool(expires_at) and time.time() < float(expires_at) - self.refresh_margin
+        return float(expires_at) - time.time() if expires_at else 0.0
+
+    def _jitter(self, access_token: str) -> float:
+        """This token's share of refresh_jitter, in [0, refresh_jitter), the same on every call."""
+        if self.refresh_jitter <= 0:
+            return 0.0
+        digest = hashlib.sha256(access_token.encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 * self.refresh_jitter
+
+    def token_is_fresh(self, auth_state: dict | None) -> bool:
+        """True if the stored access token is valid beyond refresh_margin plus its jitter."""
+        validity = self.token_validity(auth_state)
+        if validity <= 0:
+            return False
+        return validity > self.refresh_margin + self._jitter(auth_state["access_token"])
 
     @counted_refresh
     async def refresh_user(self, user, handler=None, **kwargs):
@@ -290,7 +407,25 @@ class KeycloakAuthenticator(GenericOAuthenticator):
                 "Access token of %s expired and there is no refresh token: new login needed", user.name
             )
             return False
-        return await self._refresh_once(user, refresh_token, handler)
+        try:
+            return await self._refresh_once(user, refresh_token, handler)
+        except web.HTTPError as e:
+            if e.status_code != 503:
+                raise
+            # Keycloak slow or down: nothing is wrong with the user. Keep them on the token they
+            # hold while it is valid; JupyterHub asks again after auth_refresh_age.
+            stored = await user.get_auth_state()
+            validity = self.token_validity(stored)
+            if validity <= 0:
+                raise
+            self.log.warning(
+                "Token refresh for %s failed (Keycloak not answering); the access token is valid for "
+                "%.0f s more, kept; the refresh will be retried on a later request",
+                user.name,
+                validity,
+            )
+            TOKEN_REFRESHES.labels("kept").inc()
+            return True
 
     async def _refresh_once(self, user, refresh_token: str, handler=None):
         """One refresh grant per refresh token, shared by every request that needs it meanwhile.
@@ -371,12 +506,13 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         return auth_model
 
     async def fresh_auth_state(self, user) -> dict:
-        """The user's auth state with an access token valid beyond the margin, refreshing if needed.
+        """The user's auth state with an access token that outlives the Vault login, refreshing if
+        it expires within spawn_token_validity seconds.
 
-        Used by the spawn pipeline: raises SpawnRefused rather than spawn with a stale token.
+        Used by the spawn pipeline: raises SpawnRefused rather than spawn with an expired token.
         """
         auth_state = await user.get_auth_state()
-        if self.token_is_fresh(auth_state):
+        if self.token_validity(auth_state) > self.spawn_token_validity:
             return auth_state
         refreshed = await self.refresh_user(user)
         if refreshed is True:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
 
 from .spawnbase import PlannedSpawnerMixin
 from .stages import SpawnStages
@@ -36,7 +37,36 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-class LocalDatalakeSpawner(PlannedSpawnerMixin, LocalProcessSpawner):
+#: ports of this hub's running local servers
+_PORTS_IN_USE: set[int] = set()
+
+
+def distinct_port() -> int:
+    """A free port that no running server of this hub has. JupyterHub's random_port() (bind to
+    port 0, close) can hand the same port to two of a class's servers starting at once: the second
+    exits with "address in use" while the hub, polling that port, finds the first one up (bench:
+    one 404 on a student's first /lab per 50-student run, plain JupyterHub too)."""
+    while (port := random_port()) in _PORTS_IN_USE:
+        pass
+    _PORTS_IN_USE.add(port)
+    return port
+
+
+class DistinctPortMixin:
+    """Mixed into a LocalProcessSpawner subclass (before it): a port of its own for every start."""
+
+    async def start(self):
+        self.port = distinct_port()
+        return await super().start()
+
+    async def stop(self, now=False):
+        try:
+            return await super().stop(now=now)
+        finally:
+            _PORTS_IN_USE.discard(self.port)
+
+
+class LocalDatalakeSpawner(PlannedSpawnerMixin, DistinctPortMixin, LocalProcessSpawner):
     """Local-process spawner applying the Vault-driven SpawnPlan (no uid switch)."""
 
     #: start time of the server process (see process_start_time), persisted with the pid

@@ -87,7 +87,7 @@ KEYCLOAK_REQUESTS = Counter(
 )
 TOKEN_REFRESHES = Counter(
     "valeria_token_refreshes_total",
-    "Refresh-token grants attempted by the hub, by outcome (ok, refused, error)",
+    "Refresh-token grants attempted by the hub, by outcome (ok, refused, error, kept)",
     ["outcome"],
 )
 FORCED_RELOGINS = Counter(

@@ -134,6 +134,8 @@ class HubSettings:
     oidc_scopes: tuple[str, ...]
     token_refresh_margin: int
     auth_refresh_age: int
+    token_refresh_jitter: int
+    concurrent_spawn_limit: int
     # hub and proxy
     hub_public_url: str
     proxy_bind_url: str
@@ -218,6 +220,9 @@ class HubSettings:
             oidc_scopes=env.csv("VALERIA_OIDC_SCOPES") or ("openid", "profile", "email"),
             token_refresh_margin=access_ttl_margin,
             auth_refresh_age=env.integer("VALERIA_AUTH_REFRESH_AGE", 60, minimum=1),
+            token_refresh_jitter=env.integer("VALERIA_TOKEN_REFRESH_JITTER", 30, minimum=0),
+            # JupyterHub's own default; a spawn over the limit is answered 429 "try again"
+            concurrent_spawn_limit=env.integer("VALERIA_CONCURRENT_SPAWN_LIMIT", 100, minimum=0),
             hub_public_url=env.url("VALERIA_HUB_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             proxy_bind_url=env.url(
                 "VALERIA_PROXY_BIND_URL", env.get("VALERIA_HUB_PUBLIC_URL", "http://127.0.0.1:8000")

@@ -95,8 +95,9 @@ class TcpProxy(StartStop):
     # -- inside the loop ---------------------------------------------------------------------------
     async def _listen(self) -> None:
         if self._server is None:
+            # a class connecting at once: asyncio's default backlog of 100 overflows (Node's is 511)
             self._server = await asyncio.start_server(
-                self._handle, "127.0.0.1", self.port, reuse_address=True
+                self._handle, "127.0.0.1", self.port, reuse_address=True, backlog=1024
             )
             self.port = self._server.sockets[0].getsockname()[1]
 

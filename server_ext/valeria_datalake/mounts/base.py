@@ -63,6 +63,11 @@ class Mount(ABC):
     @abstractmethod
     async def is_hidden(self, inner: str) -> bool: ...
 
+    async def taken_names(self, inner: str) -> set[str] | None:
+        """Every name in the folder ``inner`` if one cheap request tells (for ``increment_filename``);
+        None: ask name by name."""
+        return None
+
     async def open(self, inner: str) -> Any:
         """A download stream (``s3/backend.ObjectStream``) for mounts without a :attr:`local_root`."""
         raise HTTPError(404, f"Not a file: {self.api_path(inner)}")

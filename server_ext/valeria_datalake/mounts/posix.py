@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tornado.web import HTTPError
@@ -40,6 +41,15 @@ class PosixMount(Mount):
     def _shadowed(self, inner: str) -> bool:
         return self.reserved is not None and "/" not in inner and self.reserved(inner)
 
+    @contextlib.contextmanager
+    def errors(self, inner: str, action: str) -> Iterator[None]:
+        """A path below a file (``notes.txt/x``) makes jupyter_core's ``is_hidden`` raise
+        NotADirectoryError: a 500 for a client mistake. A 404."""
+        try:
+            yield
+        except NotADirectoryError:
+            raise HTTPError(404, f"No such file or directory: {self.api_path(inner)}") from None
+
     def check_name(self, inner: str) -> None:
         if self._shadowed(inner):
             raise HTTPError(400, f"Name reserved for a datalake folder: {inner}")
@@ -61,9 +71,10 @@ class PosixMount(Mount):
     async def get(self, inner, content=True, type=None, format=None, require_hash=False):
         if self._shadowed(inner):
             raise HTTPError(404, f"No such file or directory: {self.api_path(inner)}")
-        model = await self.root.get(
-            inner, content=content, type=type, format=format, require_hash=require_hash
-        )
+        with self.errors(inner, "read"):
+            model = await self.root.get(
+                inner, content=content, type=type, format=format, require_hash=require_hash
+            )
         return self._rebase(model)
 
     async def file_exists(self, inner: str) -> bool:
@@ -91,10 +102,12 @@ class PosixMount(Mount):
         return self._rebase(await self.root.save(model, inner))
 
     async def delete(self, inner: str) -> None:
-        await self.root.delete_file(inner)
+        with self.errors(inner, "delete"):
+            await self.root.delete_file(inner)
 
     async def rename(self, old: str, new: str) -> None:
-        await self.root.rename_file(old, new)
+        with self.errors(old, "rename"):
+            await self.root.rename_file(old, new)
 
     def side(self, inner: str) -> PosixSide:
         return PosixSide(self.root, inner)
