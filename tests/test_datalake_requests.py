@@ -340,6 +340,36 @@ async def test_big_listing_pages_are_fetched_and_parsed_off_the_event_loop(
 
 
 @on_server_loop
+async def test_folder_rename_copies_are_made_off_the_event_loop(api, jp_serverapp, moto_world):
+    """aiobotocore signs every CopyObject and parses every answer on the loop: a 1,000-object
+    rename stalled the server 150-300 ms at a time (bench/folder_rename.py). The copies go through
+    the worker threads' client, with the same request count."""
+    await api("GET", "")
+    threaded = jp_serverapp.contents_manager._threaded_s3()
+    await threaded.warm_up()
+    threads: list[int] = []
+    acls: list[str | None] = []
+    threaded.client.meta.events.register(
+        "after-call.s3.CopyObject", lambda **_: threads.append(threading.get_ident())
+    )
+    threaded.client.meta.events.register(
+        "before-parameter-build.s3.CopyObject", lambda params, **_: acls.append(params.get("ACL"))
+    )
+    d = moto_world.unique("copythreads")
+    client = moto_world.client()
+    for i in range(20):
+        client.put_object(Bucket=OWN_BUCKET, Key=f"{d}/a/{i:02d}.txt", Body=b"x")
+    moto_world.site.counter.reset()
+    code, _ = await api("PATCH", f"{OWN}/{d}/a", {"path": f"{OWN}/{d}/b"})
+    assert code == 200
+    assert ops(moto_world)["CopyObject"] == 20 and len(threads) == 20
+    assert threading.get_ident() not in threads
+    assert keys(moto_world, f"{d}/") == {f"{d}/b/{i:02d}.txt" for i in range(20)} | {f"{d}/b/.valeria_keep"}
+    # the object ACL s3fs adds to its own writes comes along (a shared bucket's owner reads the copies)
+    assert acls == ["bucket-owner-full-control"] * 20
+
+
+@on_server_loop
 async def test_chunked_upload_costs_one_upload_part_per_part_and_at_most_one_head(api, moto_world):
     """JupyterLab's PUT of each chunk makes jupyter-server ask ``file_exists`` first: that was a
     HeadObject per 1 MiB chunk (257 for 256 MiB), and one more for the last chunk's model."""
