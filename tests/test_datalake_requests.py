@@ -13,6 +13,7 @@ import math
 import os
 import re
 import threading
+import tracemalloc
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
@@ -150,6 +151,44 @@ async def test_big_files_are_streamed_between_disk_and_s3(api, moto_world, jp_ro
     assert code == 200, m
     assert (jp_root_dir / f"{d}-back" / "big.bin").read_bytes() == payload
     assert keys(moto_world, f"{d}/") == set() and not (jp_root_dir / d).exists()
+
+
+@pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
+@on_server_loop
+async def test_big_file_moves_hold_one_part_per_worker_not_the_file(api, moto_world, jp_root_dir):
+    """A 64 MiB file from home into a bucket is a multipart upload of 8 MiB parts read in worker
+    threads, 4 at once (s3fs's ``_put_file`` read it whole on the event loop: a peak of 64 MiB
+    and more); back to home it is one GetObject written in 8 MiB chunks. tracemalloc traces every
+    thread of this process, the server's included."""
+    mib = 1024 * 1024
+    d = moto_world.unique("bigmove")
+    payload = os.urandom(64 * mib)
+    (jp_root_dir / f"{d}.bin").write_bytes(payload)
+    await api("GET", OWN)  # discovery, outside the budget
+    moto_world.site.counter.reset()
+    tracemalloc.start()
+    try:
+        code, m = await api("PATCH", f"{d}.bin", {"path": f"{OWN}/{d}.bin"})
+        _, up_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        still_held, _ = tracemalloc.get_traced_memory()  # the peak below starts from here
+        assert code == 200, m
+        assert up_peak < 40 * mib, f"upload peak {up_peak / mib:.1f} MiB"
+        seen = ops(moto_world)
+        writes = {k: v for k, v in seen.items() if k not in ("HeadObject", "ListObjectsV2")}
+        assert writes == {"CreateMultipartUpload": 1, "UploadPart": 8, "CompleteMultipartUpload": 1}
+        assert seen["HeadObject"] + seen["ListObjectsV2"] <= 5  # existence checks and the size check
+        moto_world.site.counter.reset()
+        code, m = await api("PATCH", f"{OWN}/{d}.bin", {"path": f"{d}-back.bin"})
+        _, down_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 200, m
+    assert ops(moto_world)["GetObject"] == 1
+    assert (jp_root_dir / f"{d}-back.bin").read_bytes() == payload
+    assert not (jp_root_dir / f"{d}.bin").exists() and keys(moto_world, d) == set()
+    down_peak -= still_held
+    assert down_peak < 24 * mib, f"download peak {down_peak / mib:.1f} MiB"
 
 
 # -- faults in the middle of a move: the source survives -----------------------------------------
