@@ -210,6 +210,26 @@ async def test_home_to_bucket_move_with_a_failing_put_keeps_the_source(api, moto
     moto_world.site.counter.reset()
 
 
+@pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
+@on_server_loop
+async def test_big_file_move_with_a_failing_part_aborts_the_upload_and_keeps_the_source(
+    api, moto_world, jp_root_dir
+):
+    d = moto_world.unique("fault-part")
+    payload = os.urandom(20 * 1024 * 1024)  # 3 parts of 8 MiB
+    (jp_root_dir / f"{d}.bin").write_bytes(payload)
+    await api("GET", OWN)  # discovery (its write probes abort uploads of their own), outside the count
+    moto_world.site.counter.reset()
+    moto_world.site.counter.inject_fault("UploadPart", 500, key_contains=f"{d}.bin", times=10)
+    code, m = await api("PATCH", f"{d}.bin", {"path": f"{OWN}/{d}.bin"})
+    assert code == 503 and d in m["message"]
+    assert (jp_root_dir / f"{d}.bin").read_bytes() == payload
+    assert keys(moto_world, d) == set()
+    seen = ops(moto_world)
+    assert seen["AbortMultipartUpload"] == 1 and "CompleteMultipartUpload" not in seen
+    moto_world.site.counter.reset()
+
+
 @on_server_loop
 async def test_bucket_to_home_move_with_a_failing_get_keeps_the_source(api, moto_world, jp_root_dir):
     d = moto_world.unique("fault-down")
