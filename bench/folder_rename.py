@@ -76,6 +76,8 @@ def rss_mib() -> float:
 
 
 async def run(site, n: int, concurrencies: list[int], repeat: int) -> None:
+    for name in [k for k in os.environ if k.startswith("AWS_")]:  # the previous site's
+        del os.environ[name]
     os.environ.update(site.env("alice", ()))
     src, dst = "a", "b"
     for conc in concurrencies:
