@@ -180,7 +180,7 @@ async def test_big_files_are_streamed_between_disk_and_s3(api, moto_world, jp_ro
 async def test_big_file_moves_hold_one_part_per_worker_not_the_file(api, moto_world, jp_root_dir):
     """A 64 MiB file from home into a bucket is a multipart upload of 8 MiB parts read in worker
     threads, 4 at once (s3fs's ``_put_file`` read it whole on the event loop: a peak of 64 MiB
-    and more); back to home it is one GetObject written in 8 MiB chunks. tracemalloc traces every
+    and more); back to home it is one GetObject written in 1 MiB chunks. tracemalloc traces every
     thread of this process, the server's included."""
     mib = 1024 * 1024
     d = moto_world.unique("bigmove")
@@ -210,7 +210,8 @@ async def test_big_file_moves_hold_one_part_per_worker_not_the_file(api, moto_wo
     assert (jp_root_dir / f"{d}-back.bin").read_bytes() == payload
     assert not (jp_root_dir / f"{d}.bin").exists() and keys(moto_world, d) == set()
     down_peak -= still_held
-    assert down_peak < 24 * mib, f"download peak {down_peak / mib:.1f} MiB"
+    # measured ~4 MiB; with 8 MiB reads it was 24-32 MiB (aiohttp assembles each read from pieces)
+    assert down_peak < 8 * mib, f"download peak {down_peak / mib:.1f} MiB"
 
 
 # -- faults in the middle of a move: the source survives -----------------------------------------
