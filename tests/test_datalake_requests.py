@@ -13,6 +13,7 @@ import math
 import os
 import re
 import threading
+import tracemalloc
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch: this module only)
@@ -174,6 +175,45 @@ async def test_big_files_are_streamed_between_disk_and_s3(api, moto_world, jp_ro
     assert keys(moto_world, f"{d}/") == set() and not (jp_root_dir / d).exists()
 
 
+@pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
+@on_server_loop
+async def test_big_file_moves_hold_one_part_per_worker_not_the_file(api, moto_world, jp_root_dir):
+    """A 64 MiB file from home into a bucket is a multipart upload of 8 MiB parts read in worker
+    threads, 4 at once (s3fs's ``_put_file`` read it whole on the event loop: a peak of 64 MiB
+    and more); back to home it is one GetObject written in 1 MiB chunks. tracemalloc traces every
+    thread of this process, the server's included."""
+    mib = 1024 * 1024
+    d = moto_world.unique("bigmove")
+    payload = os.urandom(64 * mib)
+    (jp_root_dir / f"{d}.bin").write_bytes(payload)
+    await api("GET", OWN)  # discovery, outside the budget
+    moto_world.site.counter.reset()
+    tracemalloc.start()
+    try:
+        code, m = await api("PATCH", f"{d}.bin", {"path": f"{OWN}/{d}.bin"})
+        _, up_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        still_held, _ = tracemalloc.get_traced_memory()  # the peak below starts from here
+        assert code == 200, m
+        assert up_peak < 40 * mib, f"upload peak {up_peak / mib:.1f} MiB"
+        seen = ops(moto_world)
+        writes = {k: v for k, v in seen.items() if k not in ("HeadObject", "ListObjectsV2")}
+        assert writes == {"CreateMultipartUpload": 1, "UploadPart": 8, "CompleteMultipartUpload": 1}
+        assert seen["HeadObject"] + seen["ListObjectsV2"] <= 5  # existence checks and the size check
+        moto_world.site.counter.reset()
+        code, m = await api("PATCH", f"{OWN}/{d}.bin", {"path": f"{d}-back.bin"})
+        _, down_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 200, m
+    assert ops(moto_world)["GetObject"] == 1
+    assert (jp_root_dir / f"{d}-back.bin").read_bytes() == payload
+    assert not (jp_root_dir / f"{d}.bin").exists() and keys(moto_world, d) == set()
+    down_peak -= still_held
+    # measured ~4 MiB; with 8 MiB reads it was 24-32 MiB (aiohttp assembles each read from pieces)
+    assert down_peak < 8 * mib, f"download peak {down_peak / mib:.1f} MiB"
+
+
 # -- faults in the middle of a move: the source survives -----------------------------------------
 
 
@@ -190,6 +230,26 @@ async def test_home_to_bucket_move_with_a_failing_put_keeps_the_source(api, moto
     assert sorted(p.name for p in src.iterdir()) == [f"f{i}.txt" for i in range(6)]
     assert all((src / f"f{i}.txt").read_text() == f"data {i}" for i in range(6))
     assert keys(moto_world, f"{d}/") == set()  # the half-made copy was removed
+    moto_world.site.counter.reset()
+
+
+@pytest.mark.parametrize("jp_server_config", [{"transfer_inline_limit": 1024}], indirect=True)
+@on_server_loop
+async def test_big_file_move_with_a_failing_part_aborts_the_upload_and_keeps_the_source(
+    api, moto_world, jp_root_dir
+):
+    d = moto_world.unique("fault-part")
+    payload = os.urandom(20 * 1024 * 1024)  # 3 parts of 8 MiB
+    (jp_root_dir / f"{d}.bin").write_bytes(payload)
+    await api("GET", OWN)  # discovery (its write probes abort uploads of their own), outside the count
+    moto_world.site.counter.reset()
+    moto_world.site.counter.inject_fault("UploadPart", 500, key_contains=f"{d}.bin", times=10)
+    code, m = await api("PATCH", f"{d}.bin", {"path": f"{OWN}/{d}.bin"})
+    assert code == 503 and d in m["message"]
+    assert (jp_root_dir / f"{d}.bin").read_bytes() == payload
+    assert keys(moto_world, d) == set()
+    seen = ops(moto_world)
+    assert seen["AbortMultipartUpload"] == 1 and "CompleteMultipartUpload" not in seen
     moto_world.site.counter.reset()
 
 
@@ -359,6 +419,36 @@ async def test_big_listing_pages_are_fetched_and_parsed_off_the_event_loop(
     code, _ = await api("PATCH", f"{OWN}/{d}/a", {"path": f"{OWN}/{d}/b"})
     assert code == 200 and threads and threading.get_ident() not in threads
     assert keys(moto_world, f"{d}/") == {f"{d}/b/{i}.txt" for i in range(3)} | {f"{d}/b/.valeria_keep"}
+
+
+@on_server_loop
+async def test_folder_rename_copies_are_made_off_the_event_loop(api, jp_serverapp, moto_world):
+    """aiobotocore signs every CopyObject and parses every answer on the loop: a 1,000-object
+    rename stalled the server 150-300 ms at a time (bench/folder_rename.py). The copies go through
+    the worker threads' client, with the same request count."""
+    await api("GET", "")
+    threaded = jp_serverapp.contents_manager.s3.threaded()
+    await threaded.warm_up()
+    threads: list[int] = []
+    acls: list[str | None] = []
+    threaded.client.meta.events.register(
+        "after-call.s3.CopyObject", lambda **_: threads.append(threading.get_ident())
+    )
+    threaded.client.meta.events.register(
+        "before-parameter-build.s3.CopyObject", lambda params, **_: acls.append(params.get("ACL"))
+    )
+    d = moto_world.unique("copythreads")
+    client = moto_world.client()
+    for i in range(20):
+        client.put_object(Bucket=OWN_BUCKET, Key=f"{d}/a/{i:02d}.txt", Body=b"x")
+    moto_world.site.counter.reset()
+    code, _ = await api("PATCH", f"{OWN}/{d}/a", {"path": f"{OWN}/{d}/b"})
+    assert code == 200
+    assert ops(moto_world)["CopyObject"] == 20 and len(threads) == 20
+    assert threading.get_ident() not in threads
+    assert keys(moto_world, f"{d}/") == {f"{d}/b/{i:02d}.txt" for i in range(20)} | {f"{d}/b/.valeria_keep"}
+    # the object ACL s3fs adds to its own writes comes along (a shared bucket's owner reads the copies)
+    assert acls == ["bucket-owner-full-control"] * 20
 
 
 @on_server_loop

@@ -55,7 +55,14 @@ def test_hub_restart_keeps_and_readopts_running_server(tmp_path, postgres, oidc_
         # the spawn logged its stage timings (read back by bench/hub_load.py)
         (stages,) = [parse_report(line) for line in hub.log_text().splitlines() if parse_report(line)]
         assert stages[0] == "alice"
-        assert set(stages[1]) == {"token_refresh", "vault_login", "vault_read", "vault_revoke", "plan", "start"}  # noqa: E501
+        assert set(stages[1]) == {
+            "token_refresh",
+            "vault_login",
+            "vault_read",
+            "vault_revoke",
+            "plan",
+            "start",
+        }
         open_server(hub, session, "alice")
         r = save(hub, session, "alice", "before.txt", "written before the restart")
         assert r.status_code == 201, r.text

@@ -1,9 +1,10 @@
 """One bucket: listing (with a short cache), object reads and writes, bulk deletes, server-side copies.
 
 Small calls go through s3fs's async ``_call_s3`` (aiobotocore); paginated listings, whose parsing
-would stall the event loop, run in worker threads (``threaded.py``) when the bucket is given
-them. Either way nothing blocks the loop and the request count is exactly what this module asks
-for: a folder listing is one ListObjectsV2 per 1,000 entries and never a HEAD per entry.
+would stall the event loop, and server-side copies, which come by the hundred, run in worker
+threads (``threaded.py``) when the bucket is given them. Either way nothing blocks the loop and
+the request count is exactly what this module asks for: a folder listing is one ListObjectsV2
+per 1,000 entries and never a HEAD per entry.
 """
 
 from __future__ import annotations
@@ -205,11 +206,14 @@ class S3Bucket:
     ) -> None:
         """Server-side copy into this bucket (multipart copy above 5 GiB, through s3fs).
 
-        ``invalidate=False`` leaves the cached listings alone: a batch of copies (a folder
+        Single copies run in the worker threads when the bucket has them (``threaded.py`` says
+        why). ``invalidate=False`` leaves the cached listings alone: a batch of copies (a folder
         transfer) invalidates once when it is done instead of once per object.
         """
         try:
-            if size is not None and size < MAX_SINGLE_COPY:
+            if size is not None and size < MAX_SINGLE_COPY and self.threaded is not None:
+                await self.threaded.copy(self.bucket, dst_key, src_bucket, src_key)
+            elif size is not None and size < MAX_SINGLE_COPY:
                 await self.call("copy_object", Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key})
             else:
                 await self.fs._copy(f"{src_bucket}/{src_key}", f"{self.bucket}/{dst_key}")

@@ -12,11 +12,15 @@ thread hop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+from s3fs.errors import translate_boto_error
 
 from .client import S3Settings, make_sync_client
 from .models import Listing, ObjectEntry, listing_from_pages, tree_from_pages
@@ -92,16 +96,29 @@ def tree_entries(client: Any, bucket: str, prefix: str) -> list[ObjectEntry]:
     return tree_from_pages(prefix, list_pages(client, bucket, prefix, None)[0])
 
 
-class ThreadedS3:
-    """Run blocking S3 work in ``workers`` threads sharing one botocore client (thread-safe).
+def copy_object(client: Any, bucket: str, key: str, src_bucket: str, src_key: str, acl: str) -> None:
+    """One CopyObject (objects under 5 GiB); errors as s3fs raises them (``FileNotFoundError``...)."""
+    extra = {"ACL": acl} if acl else {}
+    try:
+        client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key}, **extra)
+    except ClientError as e:
+        raise translate_boto_error(e) from e
 
-    The client is created on first use, in a worker thread. :meth:`close` stops the threads and
-    the client's connection pool.
+
+class ThreadedS3:
+    """Run blocking S3 work in worker threads sharing one botocore client (thread-safe).
+
+    ``workers`` threads make listings, ``copy_workers`` others make server-side copies, so a
+    folder rename never delays a listing. The client is created on first use, in a worker
+    thread, with a connection pool big enough for both. :meth:`close` stops the threads and the
+    client's connection pool.
     """
 
-    def __init__(self, settings: S3Settings, workers: int = LIST_THREADS) -> None:
-        self._settings = settings
+    def __init__(self, settings: S3Settings, workers: int = LIST_THREADS, copy_workers: int = 32) -> None:
+        pool = max(settings.max_pool_connections, workers + copy_workers)
+        self._settings = dataclasses.replace(settings, max_pool_connections=pool)
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="valeria-s3")
+        self._copy_executor = ThreadPoolExecutor(max(1, copy_workers), thread_name_prefix="valeria-s3-copy")
         self._client: Any = None
         self._lock = threading.Lock()
         self._closed = False
@@ -122,10 +139,13 @@ class ThreadedS3:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(client, *args)`` in a worker thread; its result or exception, on the loop."""
+        return await self._run_in(self._executor, fn, args)
+
+    async def _run_in(self, executor: ThreadPoolExecutor, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._closed:
             raise RuntimeError("S3 worker threads already closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(self._call, fn, args))
+        return await loop.run_in_executor(executor, partial(self._call, fn, args))
 
     async def warm_up(self) -> None:
         """Build the client now (in a worker thread), rather than on the first listing."""
@@ -137,9 +157,16 @@ class ThreadedS3:
     async def list_tree(self, bucket: str, prefix: str) -> list[ObjectEntry]:
         return await self.run(tree_entries, bucket, prefix)
 
+    async def copy(self, bucket: str, key: str, src_bucket: str, src_key: str) -> None:
+        """Server-side copy of ``src_bucket/src_key`` (under 5 GiB) to ``bucket/key``, with the
+        configured object ACL (as s3fs adds it to its own writes)."""
+        args = (bucket, key, src_bucket, src_key, self._settings.object_acl)
+        await self._run_in(self._copy_executor, copy_object, args)
+
     def close(self) -> None:
         self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._copy_executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             client, self._client = self._client, None
         if client is not None:

@@ -9,6 +9,10 @@ upload leaves nothing visible, and is aborted on error, when chunk 1 of a new up
 path arrives, and after ``idle_timeout`` seconds without a chunk. A file that never fills a part
 is written with one PutObject at chunk -1. Memory held per upload is about one part.
 
+:func:`upload_file` sends a local file (a copy or move from home or scratch into a bucket) the
+same way: parts read in worker threads with ``preadv`` straight into the buffer that is sent,
+``workers`` parts in flight, so memory is one part per worker whatever the file's size.
+
 One instance serves one notebook server, which belongs to one user: uploads are keyed by
 (bucket, key), and the chunks for one (bucket, key) are handled one at a time (a per-path lock):
 chunk 1 of a new upload waits until the previous upload's chunk in flight is done, so the
@@ -23,11 +27,15 @@ import contextlib
 import contextvars
 import io
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from tornado import web
+
+from .backend import run_bounded
 
 #: S3 refuses parts under 5 MiB (except the last) and allows at most 10,000 parts.
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -35,6 +43,32 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 IDLE_TIMEOUT = 3600.0
 MAX_PARTS = 10_000
+
+
+async def _create(fs: Any, bucket: str, key: str) -> str:
+    resp = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+    return resp["UploadId"]
+
+
+async def _upload_part(
+    fs: Any, bucket: str, key: str, upload_id: str, number: int, body: Any
+) -> dict[str, Any]:
+    resp = await fs._call_s3(
+        "upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+    )
+    return {"PartNumber": number, "ETag": resp["ETag"]}
+
+
+async def _complete_parts(
+    fs: Any, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]]
+) -> None:
+    await fs._call_s3(
+        "complete_multipart_upload",
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": parts},
+    )
 
 
 class UploadError(web.HTTPError):
@@ -230,26 +264,19 @@ class MultipartUploads:
 
     async def _flush_part(self, upload: _Upload) -> None:
         if upload.upload_id is None:
-            resp = await self.fs._call_s3("create_multipart_upload", Bucket=upload.bucket, Key=upload.key)
-            upload.upload_id = resp["UploadId"]
+            upload.upload_id = await _create(self.fs, upload.bucket, upload.key)
         number = len(upload.parts) + 1
         if number > MAX_PARTS:
             raise UploadError(413, f"{upload.key!r} is too large: more than {MAX_PARTS} parts")
         body = self._take_buffer(upload)
         try:
-            resp = await self.fs._call_s3(
-                "upload_part",
-                Bucket=upload.bucket,
-                Key=upload.key,
-                UploadId=upload.upload_id,
-                PartNumber=number,
-                Body=body,
+            upload.parts.append(
+                await _upload_part(self.fs, upload.bucket, upload.key, upload.upload_id, number, body)
             )
         finally:
             # frees the part now: the HTTP stack keeps a reference to the body object until its
             # next request, which held a second part in memory while the next one filled
             body.close()
-        upload.parts.append({"PartNumber": number, "ETag": resp["ETag"]})
 
     async def _complete(self, upload: _Upload) -> None:
         if upload.upload_id is None:
@@ -262,13 +289,7 @@ class MultipartUploads:
         else:
             if upload.buffered:
                 await self._flush_part(upload)
-            await self.fs._call_s3(
-                "complete_multipart_upload",
-                Bucket=upload.bucket,
-                Key=upload.key,
-                UploadId=upload.upload_id,
-                MultipartUpload={"Parts": upload.parts},
-            )
+            await _complete_parts(self.fs, upload.bucket, upload.key, upload.upload_id, upload.parts)
         upload.done = True
         self._uploads.pop((upload.bucket, upload.key), None)
         self.log.info(
@@ -292,16 +313,7 @@ class MultipartUploads:
         upload_id, upload.upload_id = upload.upload_id, None
         if upload_id is None:
             return
-        try:
-            await self.fs._call_s3(
-                "abort_multipart_upload", Bucket=upload.bucket, Key=upload.key, UploadId=upload_id
-            )
-        except FileNotFoundError:
-            pass  # already gone (completed or aborted elsewhere)
-        except Exception as e:  # S3 drops unfinished uploads by its own lifecycle rules too
-            self.log.warning(
-                "Could not abort the upload of %s/%s: %s", upload.bucket, upload.key, type(e).__name__
-            )
+        await _abort(self.fs, upload.bucket, upload.key, upload_id, self.log)
 
     @staticmethod
     def _take_buffer(upload: _Upload) -> io.BytesIO:
@@ -315,3 +327,74 @@ class MultipartUploads:
         upload.buffer = io.BytesIO()
         upload.buffered = 0
         return body
+
+
+async def _abort(fs: Any, bucket: str, key: str, upload_id: str, log: logging.Logger) -> None:
+    """Abort a multipart upload; a failure is logged, never raised (S3's lifecycle rules drop
+    unfinished uploads too)."""
+    try:
+        await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+    except FileNotFoundError:
+        pass  # already gone (completed or aborted elsewhere)
+    except Exception as e:
+        log.warning("Could not abort the upload of %s/%s: %s", bucket, key, type(e).__name__)
+
+
+def _read_part(fd: int, offset: int, length: int) -> io.BytesIO:
+    """``length`` bytes at ``offset`` read into a ``BytesIO`` that owns them (sent without a copy,
+    see :meth:`MultipartUploads._take_buffer`); a file that shrank meanwhile is an error."""
+    body = io.BytesIO()
+    body.seek(length - 1)
+    body.write(b"\0")
+    with body.getbuffer() as view:
+        got = 0
+        while got < length:
+            n = os.preadv(fd, [view[got:]], offset + got)
+            if n == 0:
+                raise OSError(f"file shrank while being uploaded (at byte {offset + got})")
+            got += n
+    body.seek(0)
+    return body
+
+
+async def upload_file(
+    fs: Any,
+    bucket: str,
+    key: str,
+    path: str,
+    size: int,
+    *,
+    part_size: int = 8 * 1024 * 1024,
+    workers: int = 4,
+    log: logging.Logger | None = None,
+) -> None:
+    """Upload the first ``size`` bytes of the local file ``path`` to ``bucket/key``.
+
+    One PutObject if it fits in one part, else a multipart upload of ``part_size`` parts (bigger
+    if the file needs more than 10,000 of them), ``workers`` at once; every read runs in a worker
+    thread and the event loop only hands buffers to aiohttp. Any failure aborts the upload: the
+    object is written whole or not at all.
+    """
+    part_size = max(part_size, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if size <= part_size:
+            body = await asyncio.to_thread(_read_part, fd, 0, size) if size else io.BytesIO()
+            await fs._call_s3("put_object", Bucket=bucket, Key=key, Body=body)
+            return
+        upload_id = await _create(fs, bucket, key)
+        parts: list[dict[str, Any]] = []
+
+        async def send(number: int) -> None:
+            offset = (number - 1) * part_size
+            body = await asyncio.to_thread(_read_part, fd, offset, min(part_size, size - offset))
+            parts.append(await _upload_part(fs, bucket, key, upload_id, number, body))
+
+        try:
+            await run_bounded(range(1, math.ceil(size / part_size) + 1), send, workers)
+            await _complete_parts(fs, bucket, key, upload_id, sorted(parts, key=lambda p: p["PartNumber"]))
+        except BaseException:
+            await _abort(fs, bucket, key, upload_id, log or logging.getLogger(__name__))
+            raise
+    finally:
+        os.close(fd)  # read-only: nothing to flush
