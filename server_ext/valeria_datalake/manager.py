@@ -171,7 +171,19 @@ class DatalakeContentsManager(AsyncContentsManager):
         help="Add the pseudo-file that says a bucket folder listing was cut at listing_limit "
         "(JupyterLab's file browser shows entries, not the directory model's message).",
     )
-    transfer_concurrency = Int(8, config=True, help="Objects copied at once in folder moves and copies.")
+    transfer_concurrency = Int(
+        8,
+        config=True,
+        help="Files copied at once in folder moves and copies that carry data through the server "
+        "(between disk and S3): each holds up to transfer_inline_limit bytes in memory.",
+    )
+    server_copy_concurrency = Int(
+        32,
+        config=True,
+        help="Objects copied at once in folder moves and copies within the S3 endpoint: server-side "
+        "CopyObject calls, made by as many worker threads (no data through the server). On Ceph RGW a "
+        "1,000-object rename took 9.8 s at 8 at once and 5.5 s at 32 (bench/folder_rename.py).",
+    )
     transfer_inline_limit = Int(
         INLINE_LIMIT,
         config=True,

@@ -11,7 +11,7 @@ from typing import Any
 from tornado.web import HTTPError
 
 from ..s3.errors import http_errors, to_http_error
-from ..transfer import SourceChanged, SourceNotRemoved, Tree, transfer
+from ..transfer import S3Side, SourceChanged, SourceNotRemoved, Tree, transfer
 from .base import Mount
 
 
@@ -20,19 +20,21 @@ async def move_or_copy(
 ) -> Tree:
     """Copy (``move``: then delete) ``src_inner`` of ``src`` to ``dst_inner`` of ``dst``.
 
-    ``config`` gives ``transfer_concurrency``, ``transfer_inline_limit`` and ``log`` (the
-    contents manager).
+    ``config`` (the contents manager) gives ``transfer_concurrency``, ``server_copy_concurrency``
+    (for two S3 sides), ``transfer_inline_limit`` and ``log``.
     """
     src_path, dst_path = src.api_path(src_inner), dst.api_path(dst_inner)
     if move and not src.writable:
         raise HTTPError(403, f"Read-only bucket, cannot move out of it (copy instead): {src_path}")
+    src_side, dst_side = src.side(src_inner), dst.side(dst_inner)
+    server_side = isinstance(src_side, S3Side) and isinstance(dst_side, S3Side)
     with http_errors(src_path, "move" if move else "copy", config.log):
         try:
             return await transfer(
-                src.side(src_inner),
-                dst.side(dst_inner),
+                src_side,
+                dst_side,
                 move=move,
-                concurrency=config.transfer_concurrency,
+                concurrency=config.server_copy_concurrency if server_side else config.transfer_concurrency,
                 inline_limit=config.transfer_inline_limit,
                 # within one bucket they follow afterwards (DatalakeCheckpoints.rename_all_checkpoints)
                 checkpoints=move and src.api_root != dst.api_root,

@@ -20,8 +20,9 @@ from .threaded import ThreadedS3
 
 class S3Connection:
     def __init__(self, settings: Callable[[], S3Settings], config: Any) -> None:
-        """``config``: the contents manager, whose traitlets (``s3_list_threads``, ``freeze_heap``,
-        ``upload_part_size``, ``upload_idle_timeout``) are read when each client is created."""
+        """``config``: the contents manager, whose traitlets (``s3_list_threads``,
+        ``server_copy_concurrency``, ``freeze_heap``, ``upload_part_size``, ``upload_idle_timeout``)
+        are read when each client is created."""
         self.settings = settings
         self.config = config
         self.log: logging.Logger = config.log
@@ -68,7 +69,9 @@ class S3Connection:
         if workers <= 0:
             return None
         if self._threaded is None:
-            self._threaded = ThreadedS3(self.settings(), workers=workers)
+            self._threaded = ThreadedS3(
+                self.settings(), workers=workers, copy_workers=self.config.server_copy_concurrency
+            )
         return self._threaded
 
     async def uploads(self) -> Any:
