@@ -130,3 +130,8 @@ class PathRouter:
                 raise HTTPError(400, f"Invalid path (control character): {path!r}")
             return Location(path, "bucket", rest, bucket)
         return Location(path, "home", path)
+
+
+def join_path(a: str, b: str) -> str:
+    """``a/b`` for relative paths and keys, either of which may be empty."""
+    return f"{a}/{b}" if a and b else (a or b)

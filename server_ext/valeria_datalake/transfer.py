@@ -41,7 +41,7 @@ from typing import Any
 from tornado.web import HTTPError
 
 from .metrics import counted_transfer
-from .paths import MAX_KEY_BYTES, MAX_NAME_BYTES, key_problem
+from .paths import MAX_KEY_BYTES, MAX_NAME_BYTES, join_path, key_problem
 from .posix import PosixRoot
 from .s3.backend import S3Bucket, run_bounded
 from .s3.checkpoints import CHECKPOINT_ID, checkpoint_key
@@ -72,10 +72,6 @@ class Tree:
     stamps: dict[str, tuple[Any, int]] = field(default_factory=dict)
 
 
-def _join(a: str, b: str) -> str:
-    return f"{a}/{b}" if a and b else (a or b)
-
-
 def _checkpoint_name(name: str) -> str:
     """jupyter-server's FileCheckpoints name of a file's checkpoint, in ``.ipynb_checkpoints`` beside it."""
     base, ext = os.path.splitext(name)
@@ -96,11 +92,11 @@ class PosixSide:
         self.created_dirs: list[str] = []
 
     def path(self, rel: str = "") -> str:
-        return self.root.os_path(_join(self.inner, rel))
+        return self.root.os_path(join_path(self.inner, rel))
 
     def name(self, rel: str) -> str:
         """``rel`` as the user knows it (for messages)."""
-        return _join(self.inner, rel)
+        return join_path(self.inner, rel)
 
     async def exists(self) -> bool:
         return await asyncio.to_thread(os.path.lexists, self.path())
@@ -119,18 +115,18 @@ class PosixSide:
             dirnames[:] = [d for d in dirnames if d != POSIX_CHECKPOINT_DIR]
             for d in dirnames:
                 if os.path.islink(os.path.join(dirpath, d)):
-                    raise HTTPError(400, f"Folder contains a link to another folder: {_join(rel_dir, d)}")
-                tree.dirs.append(_join(rel_dir, d))
+                    raise HTTPError(400, f"Folder contains a link to another folder: {join_path(rel_dir, d)}")
+                tree.dirs.append(join_path(rel_dir, d))
             for f in filenames:
                 full = os.path.join(dirpath, f)
                 try:
                     st = os.stat(full)
                 except FileNotFoundError:
-                    raise HTTPError(400, f"Folder contains a broken link: {_join(rel_dir, f)}") from None
+                    raise HTTPError(400, f"Folder contains a broken link: {join_path(rel_dir, f)}") from None
                 if not stat_mod.S_ISREG(st.st_mode):
-                    raise HTTPError(400, f"Not a regular file: {_join(rel_dir, f)}")
-                tree.files.append((_join(rel_dir, f), st.st_size))
-                tree.stamps[_join(rel_dir, f)] = (st.st_mtime_ns, st.st_size)
+                    raise HTTPError(400, f"Not a regular file: {join_path(rel_dir, f)}")
+                tree.files.append((join_path(rel_dir, f), st.st_size))
+                tree.stamps[join_path(rel_dir, f)] = (st.st_mtime_ns, st.st_size)
         return tree
 
     async def scan(self) -> Tree | None:
@@ -320,7 +316,7 @@ class S3Side:
         self.written: list[str] = []
 
     def key(self, rel: str = "") -> str:
-        return _join(self.inner, rel)
+        return join_path(self.inner, rel)
 
     def name(self, rel: str) -> str:
         return self.key(rel)
@@ -373,7 +369,7 @@ class S3Side:
         folder, as it does on disk (the differential test found a moved-in folder vanishing when
         its only file was moved out).
         """
-        await run_bounded(["", *tree.dirs], lambda d: self.write(_join(d, FOLDER_MARKER), b""), 8)
+        await run_bounded(["", *tree.dirs], lambda d: self.write(join_path(d, FOLDER_MARKER), b""), 8)
 
     async def verify(self, tree: Tree) -> None:
         self.bucket.invalidate()  # once for the whole batch of copies (``copy_file``)

@@ -15,9 +15,7 @@ from typing import Any
 
 from tornado.web import HTTPError
 
-
-def join(a: str, b: str) -> str:
-    return f"{a}/{b}" if a and b else (a or b)
+from ..paths import join_path
 
 
 def dotted(inner: str) -> bool:
@@ -38,7 +36,7 @@ class Mount(ABC):
     local_root: str | None = None
 
     def api_path(self, inner: str) -> str:
-        return join(self.api_root, inner)
+        return join_path(self.api_root, inner)
 
     @contextlib.contextmanager
     def errors(self, inner: str, action: str) -> Iterator[None]:
@@ -69,7 +67,7 @@ class Mount(ABC):
         return None
 
     async def open(self, inner: str) -> Any:
-        """A download stream (``s3/backend.ObjectStream``) for mounts without a :attr:`local_root`."""
+        """A download stream (``s3/download.ObjectStream``) for mounts without a :attr:`local_root`."""
         raise HTTPError(404, f"Not a file: {self.api_path(inner)}")
 
     # -- writes (within this mount) --------------------------------------------------------------

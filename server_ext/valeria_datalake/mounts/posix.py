@@ -9,9 +9,10 @@ from typing import Any
 
 from tornado.web import HTTPError
 
+from ..paths import join_path
 from ..posix import PosixRoot
 from ..transfer import PosixSide
-from .base import Mount, dotted, join
+from .base import Mount, dotted
 
 
 class PosixMount(Mount):
@@ -58,12 +59,12 @@ class PosixMount(Mount):
         """Paths relative to the POSIX root → API paths."""
         if not self.api_root:
             return model
-        model["path"] = join(self.api_root, model["path"])
+        model["path"] = join_path(self.api_root, model["path"])
         if model["path"] == self.api_root:
             model["name"] = self.api_root
         if model.get("type") == "directory" and isinstance(model.get("content"), list):
             for child in model["content"]:
-                child["path"] = join(self.api_root, child["path"])
+                child["path"] = join_path(self.api_root, child["path"])
         return model
 
     # -- reads -----------------------------------------------------------------------------------
