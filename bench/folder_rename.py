@@ -82,7 +82,7 @@ async def run(site, n: int, concurrencies: list[int], repeat: int) -> None:
     src, dst = "a", "b"
     for conc in concurrencies:
         root = tempfile.mkdtemp(prefix="valeria-bench-")
-        cm = DatalakeContentsManager(root_dir=root, transfer_concurrency=conc)
+        cm = DatalakeContentsManager(root_dir=root, transfer_concurrency=conc, server_copy_concurrency=conc)
         folder = f"datalake_{BUCKET}"
         await cm.get(folder, content=True)  # discovery and clients, outside the measurement
         times, stalls, busy = [], [], []
