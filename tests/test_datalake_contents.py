@@ -646,7 +646,12 @@ async def test_odd_requests_get_4xx_never_500(api, world, jp_root_dir):
         # restoring a checkpoint that does not exist (differential test on Ceph, seed 1010474321)
         ("POST", "plain.txt/checkpoints/checkpoint", None, {}),
         ("POST", f"{OWN}/{d}/plain.ipynb/checkpoints/checkpoint", None, {}),
+        # a file saved over a home folder: jupyter-server answers 500 "Is a directory" (CI's
+        # differential test, seed 2252371256)
+        ("PUT", "odd-folder", {"type": "file", "format": "text", "content": "x"}, {}),
+        ("PUT", "odd-folder", {"type": "notebook", "content": NOTEBOOK}, {}),
     ]
+    (jp_root_dir / "odd-folder").mkdir()
     for method, path, body, params in cases:
         code, m = await api(method, path, body, **params)
         assert 400 <= code < 500, (method, path, body, code, m)

@@ -100,6 +100,9 @@ class PosixMount(Mount):
 
     async def save(self, model, inner):
         await self.check_parent(inner)
+        if model.get("type") in ("file", "notebook") and await self.root.dir_exists(inner):
+            # jupyter-server answers 500 ("Is a directory"); the differential test found it
+            raise HTTPError(400, f"A folder of that name exists: {self.api_path(inner)}")
         return self._rebase(await self.root.save(model, inner))
 
     async def delete(self, inner: str) -> None:
