@@ -33,7 +33,7 @@ from .s3.backend import S3Bucket
 from .s3.client import S3Settings
 from .s3.connection import S3Connection
 from .s3.models import EPOCH, TRUNCATION_NOTE, directory_model
-from .s3.threaded import LIST_THREADS
+from .s3.threaded import COPY_THREADS, LIST_THREADS
 from .s3.uploads import IDLE_TIMEOUT, PART_SIZE
 from .transfer import INLINE_LIMIT
 from .user_buckets import UserBucketList
@@ -178,7 +178,7 @@ class DatalakeContentsManager(AsyncContentsManager):
         "(between disk and S3): each holds up to transfer_inline_limit bytes in memory.",
     )
     server_copy_concurrency = Int(
-        32,
+        COPY_THREADS,
         config=True,
         help="Objects copied at once in folder moves and copies within the S3 endpoint: server-side "
         "CopyObject calls, made by as many worker threads (no data through the server). On Ceph RGW a "

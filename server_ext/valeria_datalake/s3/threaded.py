@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 #: default worker threads (``DatalakeContentsManager.s3_list_threads``)
 LIST_THREADS = 4
+#: default copy threads (``DatalakeContentsManager.server_copy_concurrency``)
+COPY_THREADS = 32
 
 
 class Pager:
@@ -114,7 +116,9 @@ class ThreadedS3:
     client's connection pool.
     """
 
-    def __init__(self, settings: S3Settings, workers: int = LIST_THREADS, copy_workers: int = 32) -> None:
+    def __init__(
+        self, settings: S3Settings, workers: int = LIST_THREADS, copy_workers: int = COPY_THREADS
+    ) -> None:
         pool = max(settings.max_pool_connections, workers + copy_workers)
         self._settings = dataclasses.replace(settings, max_pool_connections=pool)
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="valeria-s3")
